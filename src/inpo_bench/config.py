@@ -1,0 +1,100 @@
+"""Load, merge and validate run configurations against the package's JSON schema.
+
+The Snakefile calls `validate_config` before it builds the DAG, so a mistyped key or a wrong type stops the run
+before any job starts, with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+
+class ConfigError(ValueError):
+    """The configuration does not match the schema; the message lists every problem with its key."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("inpo_bench").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Snakemake's --configfile semantics: nested dicts merge key by key, anything else is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """Merge YAML files left to right (the first is normally config/config.yaml) and validate the result."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as handle:
+            loaded = yaml.safe_load(handle) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+        config = deep_merge(config, loaded)
+    return validate_config(config)
+
+
+def _describe(error: ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"config key {where}: unknown key(s) {unknown}; allowed keys here: {allowed}"
+    return f"config key {where}: {error.message}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Raise ConfigError naming every invalid key, or return the config unchanged."""
+    errors = sorted(Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.absolute_path))
+    problems = [_describe(e) for e in errors]
+    if not problems:
+        problems = _semantic_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _semantic_problems(config: dict[str, Any]) -> list[str]:
+    """Checks a JSON schema cannot express: names that must exist in the package's registries."""
+    from .data.prompts import known_promptsets
+    from .scorers import known_scorers
+    from .toyworld.world import World
+
+    problems = []
+    for name in config["eval"]["scorers"]:
+        if name not in known_scorers():
+            problems.append(f"config key eval.scorers: unknown scorer {name!r}; known: {sorted(known_scorers())}")
+    for name in config["eval"]["promptsets"]:
+        if name not in known_promptsets():
+            problems.append(
+                f"config key eval.promptsets: unknown prompt set {name!r}; known: {sorted(known_promptsets())}"
+            )
+    model = config["toy_model"]
+    for width in model["block_out_channels"]:
+        if width % model["norm_num_groups"]:
+            problems.append(
+                f"config key toy_model.norm_num_groups: {model['norm_num_groups']} does not divide block width {width}"
+            )
+    if model["text_hidden_size"] % model["text_heads"]:
+        problems.append("config key toy_model.text_heads: must divide toy_model.text_hidden_size")
+    try:
+        World.from_config(config["world"], config["seed"])
+    except ValueError as error:
+        problems.append(f"config key world: {error}")
+    return problems

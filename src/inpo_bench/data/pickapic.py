@@ -1,0 +1,130 @@
+"""Preparation of Pick-a-Pic v2 style parquet shards into the training pairs file.
+
+The same code reads the real dataset and the toy world's shards. Rows are streamed record batch by record batch
+and written as they come, so a 335 GB dataset is never held in memory or copied whole. A tie (label_0 == 0.5) is
+removed and counted; a pair whose image does not decode is dropped whole, never just one of its images (dropping
+one image silently misaligns winners and losers in the official InPO loader), and its id is recorded.
+
+pairs.parquet columns: pair_id, caption, image_w, image_l, source (+ reward_w, reward_l when the shards carry
+true rewards, as the toy world's do).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+REQUIRED = ("caption", "jpg_0", "jpg_1", "label_0")
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("caption", pa.string()),
+        ("image_w", pa.binary()),
+        ("image_l", pa.binary()),
+        ("source", pa.string()),
+    ]
+)
+REWARD_FIELDS = [pa.field("reward_w", pa.float64()), pa.field("reward_l", pa.float64())]
+
+
+class DataError(ValueError):
+    """An input shard is missing, unreadable or lacks the Pick-a-Pic columns."""
+
+
+def decodes(data: bytes | None) -> bool:
+    """True when the bytes are a complete image PIL can decode."""
+    if not data:
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+        return True
+    except Exception:  # PIL raises many types for truncated or foreign data
+        return False
+
+
+def check_shards(shards: Iterable[str | Path]) -> list[Path]:
+    """Open every shard's footer before any work, so a bad path or schema fails fast and names the file."""
+    paths = [Path(s) for s in shards]
+    if not paths:
+        raise DataError("no Pick-a-Pic shards given")
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: shard not found")
+        try:
+            names = pq.ParquetFile(path).schema_arrow.names
+        except Exception as error:
+            raise DataError(f"{path}: not a readable parquet file ({error})") from error
+        missing = [c for c in REQUIRED if c not in names]
+        if missing:
+            raise DataError(f"{path}: missing Pick-a-Pic column(s) {missing}")
+    return paths
+
+
+def prepare_pairs(
+    shards: Iterable[str | Path], out_path: str | Path, source: str, batch_rows: int = 256
+) -> dict[str, Any]:
+    """Stream shards into pairs.parquet; return the counts for prepare.json."""
+    paths = check_shards(shards)
+    with_rewards = all("true_reward_0" in pq.ParquetFile(p).schema_arrow.names for p in paths)
+    schema = PAIRS_SCHEMA
+    if with_rewards:
+        for field in REWARD_FIELDS:
+            schema = schema.append(field)
+    counts: dict[str, Any] = {
+        "read": 0,
+        "ties_removed": 0,
+        "unlabelled_removed": 0,
+        "corrupt_dropped": 0,
+        "kept": 0,
+        "corrupt_pair_ids": [],
+        "shards": [str(p) for p in paths],
+        "source": source,
+    }
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    columns = list(REQUIRED) + (["true_reward_0", "true_reward_1"] if with_rewards else [])
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for path in paths:
+            row_index = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+                out: dict[str, list[Any]] = {name: [] for name in schema.names}
+                for row in batch.to_pylist():
+                    pair_id = f"{path.stem}-{row_index}"
+                    row_index += 1
+                    counts["read"] += 1
+                    label = row["label_0"]
+                    if label == 0.5:
+                        counts["ties_removed"] += 1
+                        continue
+                    if label not in (0.0, 1.0):
+                        counts["unlabelled_removed"] += 1
+                        continue
+                    if not (decodes(row["jpg_0"]) and decodes(row["jpg_1"])):
+                        counts["corrupt_dropped"] += 1
+                        counts["corrupt_pair_ids"].append(pair_id)
+                        continue
+                    w, l = ("0", "1") if label == 1.0 else ("1", "0")
+                    out["pair_id"].append(pair_id)
+                    out["caption"].append(row["caption"])
+                    out["image_w"].append(row["jpg_" + w])
+                    out["image_l"].append(row["jpg_" + l])
+                    out["source"].append(source)
+                    if with_rewards:
+                        out["reward_w"].append(row["true_reward_" + w])
+                        out["reward_l"].append(row["true_reward_" + l])
+                    counts["kept"] += 1
+                if out["pair_id"]:
+                    writer.write_table(pa.table(out, schema=schema))
+    if counts["kept"] == 0:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"no usable pairs in {[str(p) for p in paths]}: {counts}")
+    tmp.replace(out_path)
+    return counts

@@ -1,0 +1,58 @@
+"""Tiny diffusers / transformers models for the toy world, built from the `toy_model` config section.
+
+The architecture is Stable Diffusion's (UNet2DConditionModel with cross-attention on a CLIPTextModel), shrunk to
+about 1 M UNet parameters and run in pixel space, which is what 2 CPU cores can train in minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+
+def build_unet(cfg: dict[str, Any], resolution: int) -> UNet2DConditionModel:
+    n = len(cfg["block_out_channels"])
+    return UNet2DConditionModel(
+        sample_size=resolution,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=tuple(cfg["block_out_channels"]),
+        layers_per_block=cfg["layers_per_block"],
+        # the highest resolution level stays convolutional; cross-attention from the second level down
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+        cross_attention_dim=cfg["text_hidden_size"],
+        attention_head_dim=cfg["attention_heads"],  # diffusers' legacy name: this is the number of heads
+        norm_num_groups=cfg["norm_num_groups"],
+    )
+
+
+def build_text_encoder(cfg: dict[str, Any], tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg["text_hidden_size"],
+        intermediate_size=cfg["text_intermediate_size"],
+        num_hidden_layers=cfg["text_layers"],
+        num_attention_heads=cfg["text_heads"],
+        max_position_embeddings=cfg["text_max_length"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModel(config)
+
+
+def build_scheduler(cfg: dict[str, Any]) -> DDIMScheduler:
+    """The noise schedule, stored in DDIM form like Stable Diffusion's `scheduler/` folder."""
+    return DDIMScheduler(
+        num_train_timesteps=cfg["train_timesteps"],
+        beta_start=cfg["beta_start"],
+        beta_end=cfg["beta_end"],
+        beta_schedule=cfg["beta_schedule"],
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )

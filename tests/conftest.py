@@ -1,0 +1,52 @@
+"""Shared fixtures: the default config, a toy world and a tiny random model saved in the real formats."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    from inpo_bench.config import load_config
+
+    return load_config(REPO / "config" / "config.yaml")
+
+
+@pytest.fixture(scope="session")
+def world(default_config):
+    from inpo_bench.toyworld.world import World
+
+    return World.from_config(default_config["world"], default_config["seed"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, default_config, world) -> Path:
+    """An untrained toy base (random weights), saved and reloaded through the real code."""
+    import torch
+
+    from inpo_bench.models.bundle import T2IModel, save_full_model
+    from inpo_bench.models.tiny import build_scheduler, build_text_encoder, build_unet
+    from inpo_bench.models.tokenizer import build_clip_tokenizer
+
+    arch = default_config["toy_model"]
+    torch.manual_seed(0)
+    tokenizer = build_clip_tokenizer(world.words, arch["text_max_length"])
+    model = T2IModel(
+        kind="pixel",
+        resolution=world.resolution,
+        unet=build_unet(arch, world.resolution),
+        text_encoder=build_text_encoder(arch, tokenizer),
+        tokenizer=tokenizer,
+        scheduler=build_scheduler(arch),
+    )
+    out = tmp_path_factory.mktemp("models") / "base"
+    save_full_model(out, model)
+    return out

@@ -1,0 +1,54 @@
+"""Config validation: the default is valid, and every kind of mistake is an error that names its key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from inpo_bench.config import ConfigError, deep_merge, load_config, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_valid(default_config):
+    assert validate_config(copy.deepcopy(default_config)) == default_config
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["pretrain"].update(stpes=10), r"pretrain: unknown key\(s\) \['stpes'\]"),
+        (lambda c: c.update(sampel={}), r"<top level>: unknown key\(s\) \['sampel'\]"),
+        (lambda c: c["pretrain"].update(steps="many"), "pretrain.steps: 'many' is not of type 'integer'"),
+        (lambda c: c["pretrain"].update(lr=-1.0), "pretrain.lr"),
+        (lambda c: c["world"].update(shapes=["circle", "hexagon"]), "world.shapes.1"),
+        (lambda c: c["sample"].pop("seeds"), "'seeds' is a required property"),
+        (lambda c: c["eval"].update(scorers=["oracle_reward", "pickscor"]), "unknown scorer 'pickscor'"),
+        (lambda c: c["eval"].update(promptsets=["parti"]), "unknown prompt set 'parti'"),
+        (lambda c: c["toy_model"].update(norm_num_groups=5), "norm_num_groups: 5 does not divide"),
+        (lambda c: c["world"].update(unseen_compositions=500), "config key world: unseen_compositions"),
+        (lambda c: c.update(run="../elsewhere"), "run: '../elsewhere' does not match"),
+    ],
+)
+def test_mistakes_name_their_key(default_config, change, message):
+    config = copy.deepcopy(default_config)
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_overlays_deep_merge(tmp_path):
+    overlay = tmp_path / "small.yaml"
+    overlay.write_text("run: small\npretrain:\n  steps: 7\nsample:\n  seeds: [4]\n")
+    config = load_config(REPO / "config" / "config.yaml", overlay)
+    assert config["run"] == "small" and config["pretrain"]["steps"] == 7
+    assert config["pretrain"]["lr"] == 1e-3  # untouched keys keep their defaults
+    assert config["sample"]["seeds"] == [4]  # lists are replaced, not merged
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+def test_non_mapping_config_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad)

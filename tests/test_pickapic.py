@@ -1,0 +1,137 @@
+"""Preference data: the simulated annotator and the Pick-a-Pic preparation (ties, corrupt pairs, streaming)."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from inpo_bench.data.pickapic import DataError, decodes, prepare_pairs
+from inpo_bench.toyworld.preferences import PICKAPIC_SCHEMA, TOY_SCHEMA, bradley_terry_label, pickapic_rows
+
+
+def jpeg(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def pickapic_frame(labels, corrupt_rows=()) -> pd.DataFrame:
+    rows = []
+    for i, label in enumerate(labels):
+        b0, b1 = jpeg((10 * i, 0, 0)), jpeg((0, 10 * i, 0))
+        if i in corrupt_rows:
+            b1 = b1[: len(b1) // 2]  # truncated JPEG
+        rows.append(
+            {
+                "are_different": True,
+                "best_image_uid": "",
+                "caption": f"caption {i}",
+                "created_at": pd.Timestamp("2023-05-01"),
+                "has_label": True,
+                "image_0_uid": f"u{i}a",
+                "image_0_url": "",
+                "image_1_uid": f"u{i}b",
+                "image_1_url": "",
+                "jpg_0": b0,
+                "jpg_1": b1,
+                "label_0": label,
+                "label_1": 1 - label,
+                "model_0": "sdxl",
+                "model_1": "sd15",
+                "ranking_id": i,
+                "user_id": 7,
+                "num_example_per_prompt": 1,
+            }
+        )
+    return pd.DataFrame(rows, columns=PICKAPIC_SCHEMA.names)
+
+
+def write_shard(path, frame, schema=PICKAPIC_SCHEMA, row_group_size=2):
+    pq.write_table(
+        pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path, row_group_size=row_group_size
+    )
+    return path
+
+
+def test_prepare_removes_ties_and_drops_corrupt_pairs_whole(tmp_path):
+    labels = [1.0, 0.0, 0.5, 1.0, 0.0, 0.5, 1.0]
+    shard = write_shard(tmp_path / "train-00000.parquet", pickapic_frame(labels, corrupt_rows={3}))
+    counts = prepare_pairs([shard], tmp_path / "pairs.parquet", source="pickapic_v2", batch_rows=3)
+    assert counts["read"] == 7 and counts["ties_removed"] == 2 and counts["corrupt_dropped"] == 1
+    assert counts["kept"] == 4 and counts["corrupt_pair_ids"] == ["train-00000-3"]
+    pairs = pd.read_parquet(tmp_path / "pairs.parquet")
+    assert list(pairs.columns) == ["pair_id", "caption", "image_w", "image_l", "source"]
+    assert pairs.pair_id.tolist() == ["train-00000-0", "train-00000-1", "train-00000-4", "train-00000-6"]
+    original = pickapic_frame(labels)
+    for row in pairs.itertuples():
+        i = int(row.pair_id.rsplit("-", 1)[1])
+        winner, loser = ("jpg_0", "jpg_1") if labels[i] == 1.0 else ("jpg_1", "jpg_0")
+        assert row.image_w == original.loc[i, winner] and row.image_l == original.loc[i, loser]
+        assert row.caption == f"caption {i}" and row.source == "pickapic_v2"
+
+
+def test_prepare_carries_true_rewards_of_toy_shards(tmp_path):
+    frame = pickapic_frame([1.0, 0.0]).assign(true_reward_0=[0.9, 0.2], true_reward_1=[0.1, 0.8])
+    shard = write_shard(tmp_path / "toy.parquet", frame, schema=TOY_SCHEMA)
+    prepare_pairs([shard], tmp_path / "pairs.parquet", source="toy")
+    pairs = pd.read_parquet(tmp_path / "pairs.parquet")
+    assert pairs.reward_w.tolist() == [0.9, 0.8] and pairs.reward_l.tolist() == [0.1, 0.2]
+
+
+def test_bad_shards_fail_before_any_output(tmp_path):
+    out = tmp_path / "pairs.parquet"
+    with pytest.raises(DataError, match="shard not found"):
+        prepare_pairs([tmp_path / "missing.parquet"], out, source="x")
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="not a readable parquet"):
+        prepare_pairs([garbage], out, source="x")
+    no_labels = write_shard(
+        tmp_path / "nolabel.parquet",
+        pickapic_frame([1.0]).drop(columns=["label_0"]),
+        schema=PICKAPIC_SCHEMA.remove(PICKAPIC_SCHEMA.get_field_index("label_0")),
+    )
+    with pytest.raises(DataError, match="label_0"):
+        prepare_pairs([no_labels], out, source="x")
+    only_ties = write_shard(tmp_path / "ties.parquet", pickapic_frame([0.5, 0.5]))
+    with pytest.raises(DataError, match="no usable pairs"):
+        prepare_pairs([only_ties], out, source="x")
+    assert not out.exists()
+
+
+def test_decodes():
+    good = jpeg((1, 2, 3))
+    assert decodes(good) and not decodes(good[:40]) and not decodes(b"") and not decodes(None)
+
+
+def test_bradley_terry_label_frequencies():
+    rng = np.random.default_rng(0)
+    n = 20000
+    # gap 0.05 at T=0.05 -> P(0 wins | no tie) = sigmoid(1) = 0.731; P(tie) = 0.3 * exp(-0.05/0.03) = 0.0567
+    labels = np.array([bradley_terry_label(0.55, 0.5, rng, 0.05, 0.3, 0.03) for _ in range(n)])
+    tie = np.mean(labels == 0.5)
+    assert tie == pytest.approx(0.3 * np.exp(-0.05 / 0.03), abs=0.01)
+    wins = np.mean(labels[labels != 0.5] == 1.0)
+    assert wins == pytest.approx(1 / (1 + np.exp(-1.0)), abs=0.015)
+    # equal images: ties at the full rate, the rest a coin flip
+    equal = np.array([bradley_terry_label(0.5, 0.5, rng, 0.05, 0.3, 0.03) for _ in range(n)])
+    assert np.mean(equal == 0.5) == pytest.approx(0.3, abs=0.015)
+    assert np.mean(equal[equal != 0.5] == 1.0) == pytest.approx(0.5, abs=0.015)
+
+
+def test_toy_rows_follow_the_pickapic_schema(tmp_path):
+    image = np.zeros((16, 16, 3), np.uint8)
+    rows = pickapic_rows(
+        [("a red circle on a blue background", image, image + 1, 0.9, 0.1)] * 3,
+        {"bt_temperature": 0.05, "tie_rate": 0.0, "tie_scale": 0.03},
+        seed=0,
+        model_name="toy",
+    )
+    table = pa.Table.from_pandas(rows, schema=TOY_SCHEMA, preserve_index=False)
+    assert table.schema.names[: len(PICKAPIC_SCHEMA)] == PICKAPIC_SCHEMA.names
+    assert rows.num_example_per_prompt.tolist() == [3, 3, 3]
+    assert set(rows.label_0) <= {0.0, 1.0} and (rows.label_0 + rows.label_1 == 1).all()

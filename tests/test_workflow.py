@@ -1,0 +1,148 @@
+"""The Snakemake DAG as users run it: dry runs, lint, config rejection, and a tiny end-to-end run whose every
+output is checked against the file contracts of DESIGN.md."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    lines = output.split("Job stats:")[1].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_default_dry_run_plans_the_whole_dag():
+    counts = job_counts(snakemake("-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)).stdout)
+    assert counts["pretrain_base"] == 1 and counts["toy_pickapic"] == 1 and counts["prepare_pairs"] == 1
+    assert counts["promptset"] == 2 and counts["sample"] == 2 and counts["score_oracle"] == 2
+    assert counts["mean_table"] == 1
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("pretrain:\n  stpes: 10\nsample:\n  guidance: high\n")
+    result = snakemake("--cores", "1", "--configfile", str(overlay), "--directory", str(tmp_path), check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "unknown key(s) ['stpes']" in message and "sample.guidance: 'high' is not of type 'number'" in message
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake("--cores", "2", "--configfile", str(TINY), "--directory", str(workdir))
+    return workdir / "results" / "tiny"
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_contract_file(tiny_run):
+    out = tiny_run
+    world = json.loads((out / "world.json").read_text())
+    assert len(world["seen"]) + len(world["unseen"]) == 3 * 2 * 3 and len(world["unseen"]) == 4
+
+    for name, expected in (("toy_seen", world["seen"]), ("toy_unseen", world["unseen"])):
+        prompts = pd.read_csv(out / "prompts" / f"{name}.csv")
+        assert list(prompts.columns) == ["prompt_id", "prompt"] and sorted(prompts.prompt) == sorted(expected)
+
+    base = out / "models" / "base"
+    assert json.loads((base / "model.json").read_text())["components"] == "."
+    for folder in ("unet", "text_encoder", "tokenizer", "scheduler"):
+        assert (base / folder).is_dir()
+    log = pd.read_csv(base / "train_log.csv")
+    assert list(log.columns) == ["step", "loss", "implicit_acc", "model_mse", "ref_mse", "lr", "seconds"]
+    assert log.step.tolist() == [1, 2, 3, 4] and np.isfinite(log.loss).all()
+    evals = pd.read_csv(base / "eval_log.csv")
+    assert evals.step.tolist() == [0, 2, 4] and evals.reward.between(0, 1).all()
+    record = json.loads((base / "train.json").read_text())
+    assert record["seed"] == 0 and record["versions"]["torch"].startswith("2.13") and record["wall_seconds"] > 0
+    assert not (out / "scratch" / "base").exists() or all(
+        p.name.startswith("step-") for p in (out / "scratch" / "base").iterdir()
+    )
+
+    raw = pd.read_parquet(out / "data" / "raw" / "toy-pickapic-00000.parquet")
+    report = json.loads((out / "data" / "prepare.json").read_text())
+    pairs = pd.read_parquet(out / "data" / "pairs.parquet")
+    assert len(raw) == len(world["seen"]) * 2 and report["read"] == len(raw)
+    assert report["ties_removed"] == int((raw.label_0 == 0.5).sum()) and report["corrupt_dropped"] == 0
+    assert report["kept"] == len(pairs) == len(raw) - report["ties_removed"]
+    assert list(pairs.columns) == ["pair_id", "caption", "image_w", "image_l", "source", "reward_w", "reward_l"]
+    for row in pairs.head(3).itertuples():
+        source = raw.iloc[int(row.pair_id.rsplit("-", 1)[1])]
+        winner = "jpg_0" if source.label_0 == 1.0 else "jpg_1"
+        assert row.image_w == source[winner] and Image.open(io.BytesIO(row.image_w)).size == (16, 16)
+
+    for promptset, n_prompts in (("toy_seen", len(world["seen"])), ("toy_unseen", len(world["unseen"]))):
+        folder = out / "samples" / "base" / promptset
+        index = pd.read_csv(folder / "index.csv")
+        assert list(index.columns) == ["prompt_id", "seed", "prompt", "file"]
+        assert len(index) == n_prompts * 2 and set(index.seed) == {0, 1}
+        assert all(Image.open(folder / f).size == (16, 16) for f in index.file)
+        meta = json.loads((folder / "sample.json").read_text())
+        assert meta["sampler"] == "ddim" and meta["steps"] == 2 and meta["cfg"] == 4.0 and meta["resolution"] == 16
+        for scorer in ("oracle_reward", "oracle_fidelity", "oracle_aesthetic", "oracle_all_correct"):
+            scores = pd.read_csv(out / "scores" / "base" / promptset / f"{scorer}.csv")
+            assert list(scores.columns) == ["prompt_id", "seed", "score"]
+            assert sorted(zip(scores.prompt_id, scores.seed)) == sorted(zip(index.prompt_id, index.seed))
+            assert scores.score.between(0, 1).all()
+
+    table = pd.read_csv(out / "tables" / "mean_scores.csv")
+    assert list(table.columns) == ["model", "promptset", "scorer", "mean", "ci_low", "ci_high", "n", "n_prompts"]
+    assert len(table) == 2 * 7 and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
+    reward = pd.read_csv(out / "scores" / "base" / "toy_seen" / "oracle_reward.csv").score.mean()
+    row = table[(table.promptset == "toy_seen") & (table.scorer == "oracle_reward")].iloc[0]
+    assert row["mean"] == pytest.approx(reward)
+    assert "## toy_unseen" in (out / "tables" / "mean_scores.md").read_text()
+
+
+@pytest.mark.slow
+def test_tiny_run_is_up_to_date_and_deterministic(tiny_run, tmp_path):
+    workdir = tiny_run.parents[1]
+    assert "Nothing to be done" in snakemake("-n", "--configfile", str(TINY), "--directory", str(workdir)).stdout
+    snakemake("--cores", "2", "--configfile", str(TINY), "--directory", str(tmp_path))
+    again = tmp_path / "results" / "tiny"
+    for relative in (
+        "scores/base/toy_seen/oracle_reward.csv",
+        "scores/base/toy_unseen/oracle_aesthetic.csv",
+        "models/base/train_log.csv",
+    ):
+        first, second = pd.read_csv(tiny_run / relative), pd.read_csv(again / relative)
+        assert first.drop(columns=["seconds"], errors="ignore").equals(
+            second.drop(columns=["seconds"], errors="ignore")
+        ), relative
+    pairs = [pd.read_parquet(run / "data" / "pairs.parquet") for run in (tiny_run, again)]
+    assert pairs[0].equals(pairs[1])

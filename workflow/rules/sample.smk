@@ -1,0 +1,19 @@
+rule sample:
+    input:
+        model=f"{OUT}/models/{{model}}/model.json",
+        prompts=f"{OUT}/prompts/{{promptset}}.csv",
+    output:
+        index=f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
+        record=f"{OUT}/samples/{{model}}/{{promptset}}/sample.json",
+    log:
+        f"{OUT}/logs/sample/{{model}}/{{promptset}}.log",
+    conda:
+        ENV
+    threads: 1
+    params:
+        model=folder("input.model"),
+        out_dir=folder("output.index"),
+        spec=spec(**config["sample"], device=config["device"]),
+    shell:
+        "python -m inpo_bench sample --model {params.model} --prompts {input.prompts} --out-dir {params.out_dir}"
+        " --spec {params.spec:q} --threads {threads} > {log} 2>&1"
