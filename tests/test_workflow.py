@@ -5,28 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
-
-
-def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+from tests.conftest import REPO, TINY, snakemake
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -43,8 +28,16 @@ def job_counts(output: str) -> dict[str, int]:
 def test_default_dry_run_plans_the_whole_dag():
     counts = job_counts(snakemake("-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)).stdout)
     assert counts["pretrain_base"] == 1 and counts["toy_pickapic"] == 1 and counts["prepare_pairs"] == 1
-    assert counts["promptset"] == 2 and counts["sample"] == 2 and counts["score_oracle"] == 2
-    assert counts["mean_table"] == 1
+    assert counts["train"] == 3  # sft, dpo, inpo; ablation cells only with the `ablations` target
+    assert counts["promptset"] == 2 and counts["sample"] == 4 * 2 and counts["score_oracle"] == 4 * 2
+    assert counts["tables"] == 1 and counts["figures"] == 1
+
+
+def test_ablation_dry_run_adds_one_training_job_per_cell():
+    counts = job_counts(snakemake("-n", "ablations", "--directory", str(REPO)).stdout)
+    cells = len((REPO / "config" / "ablations" / "inpo.tsv").read_text().strip().splitlines()) - 1
+    assert counts["train"] == 3 + cells and counts["sample"] == (4 + cells) * 2
+    assert counts["ablation_table"] == 1 and counts["ablation_figure"] == 1
 
 
 def test_lint_is_clean():
@@ -60,13 +53,6 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "unknown key(s) ['stpes']" in message and "sample.guidance: 'high' is not of type 'number'" in message
     assert not (tmp_path / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake("--cores", "2", "--configfile", str(TINY), "--directory", str(workdir))
-    return workdir / "results" / "tiny"
 
 
 @pytest.mark.slow
@@ -120,13 +106,46 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
             assert sorted(zip(scores.prompt_id, scores.seed)) == sorted(zip(index.prompt_id, index.seed))
             assert scores.score.between(0, 1).all()
 
+    for method in ("sft", "dpo", "inpo"):
+        folder = out / "models" / method
+        spec = json.loads((folder / "model.json").read_text())
+        assert spec["components"] == "../base" and not (folder / "text_encoder").exists()
+        log = pd.read_csv(folder / "train_log.csv")
+        assert log.step.tolist() == [1, 2, 3] and np.isfinite(log.loss).all()
+        if method != "sft":
+            assert log.implicit_acc.between(0, 1).all() and (log.ref_mse > 0).all()
+        assert pd.read_csv(folder / "eval_log.csv").step.tolist() == [0, 2, 3]
+        assert json.loads((folder / "train.json").read_text())["init"].endswith("models/base")
+    assert "inversion_evals" in pd.read_csv(out / "models" / "inpo" / "train_log.csv").columns
+
     table = pd.read_csv(out / "tables" / "mean_scores.csv")
     assert list(table.columns) == ["model", "promptset", "scorer", "mean", "ci_low", "ci_high", "n", "n_prompts"]
-    assert len(table) == 2 * 7 and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
+    assert len(table) == 4 * 2 * 7 and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
     reward = pd.read_csv(out / "scores" / "base" / "toy_seen" / "oracle_reward.csv").score.mean()
-    row = table[(table.promptset == "toy_seen") & (table.scorer == "oracle_reward")].iloc[0]
-    assert row["mean"] == pytest.approx(reward)
+    row = table[(table.model == "base") & (table.promptset == "toy_seen") & (table.scorer == "oracle_reward")]
+    assert row["mean"].iloc[0] == pytest.approx(reward)
     assert "## toy_unseen" in (out / "tables" / "mean_scores.md").read_text()
+
+    wins = pd.read_csv(out / "tables" / "win_rates.csv")
+    assert list(wins.columns) == [
+        "model",
+        "baseline",
+        "promptset",
+        "scorer",
+        "win_rate",
+        "ci_low",
+        "ci_high",
+        "n",
+        "ties",
+        "n_prompts",
+    ]
+    assert len(wins) == 6 * 2 * 7 and wins.win_rate.between(0, 1).all()
+    for name in ("training_curves", "steps_to_reward", "paper_claims"):
+        assert len(pd.read_csv(out / "tables" / f"{name}.csv")) > 0 and (out / "tables" / f"{name}.md").is_file()
+    claims = pd.read_csv(out / "tables" / "paper_claims.csv")
+    assert set(claims.verdict) <= {"holds", "does not hold", "inconclusive", "not measured"}
+    for figure in ("win_rates", "training_curves", "grid_toy_seen", "grid_toy_unseen"):
+        assert Image.open(out / "figures" / f"{figure}.png").size[0] > 200
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from typing import Any
 
 # model ids may contain slashes (ablation cells such as inpo/beta~2000); prompt sets and scorers do not
 SCORE_PATH = re.compile(r"(?:^|/)scores/(?P<model>.+)/(?P<promptset>[^/]+)/(?P<scorer>[^/]+)\.csv$")
+MODEL_PATH = re.compile(r"(?:^|/)models/(?P<model>.+?)/?$")
 
 
 def _spec(text: str) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from .models.bundle import T2IModel, save_full_model
     from .models.tiny import build_scheduler, build_text_encoder, build_unet
     from .models.tokenizer import build_clip_tokenizer
-    from .runtime import Stopwatch, pick_device, provenance, write_csv, write_json
+    from .runtime import Stopwatch, make_accelerator, provenance, write_csv, write_json
     from .scorers.oracle import OracleProgress
     from .toyworld.world import World
     from .train import TrainSettings, train
@@ -75,15 +76,16 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         scheduler=build_scheduler(arch),
     )
     images, captions = world.pretraining_set(cfg["images"], cfg["nuisance"], cfg["wrong_caption_rate"], seed)
-    device = pick_device(spec["device"])
+    accelerator = make_accelerator(spec["device"])
+    device = str(accelerator.device)
     model.unet.to(device)
     model.text_encoder.to(device)
     objective = Pretrain(model, images, captions, cfg["caption_dropout"], cfg["batch_size"])
-    progress = OracleProgress(model, world, seed=seed, **spec["progress_eval"])
-    log, evals = train(
-        objective, TrainSettings.from_dict(cfg, seed), args.scratch, evaluate=progress, eval_every=cfg["eval_every"]
-    )
-
+    progress = OracleProgress(model, world, **spec["progress_eval"])
+    settings = TrainSettings.from_dict(cfg, seed)
+    log, evals = train(objective, settings, args.scratch, accelerator, evaluate=progress, eval_every=cfg["eval_every"])
+    if not accelerator.is_main_process:
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "train_log.csv", log)
@@ -92,6 +94,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         out / "train.json",
         provenance(
             method="pretrain",
+            processes=accelerator.num_processes,
             config=spec,
             seed=seed,
             device=device,
@@ -107,6 +110,89 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         f"pretrained base in {clock.seconds():.0f} s; oracle on {len(progress.prompts)} seen prompts: "
         + ", ".join(f"{k} {final[k]:.3f}" for k in ("reward", "fg_correct", "bg_correct", "shape_correct"))
     )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .runtime import set_threads
+
+    set_threads(args.threads)
+    import torch
+
+    from .data.pairs import load_pair_data
+    from .methods.inversion import InversionSettings
+    from .methods.objectives import SFT, Preference
+    from .models.bundle import load_model, save_derived_model
+    from .runtime import Stopwatch, make_accelerator, provenance, write_csv, write_json
+    from .train import TrainSettings, train
+
+    spec, clock = args.spec, Stopwatch()
+    cfg, seed = spec["method"], spec["seed"]
+    accelerator = make_accelerator(spec["device"])
+    device = str(accelerator.device)
+    model = load_model(args.init, device)
+    data = load_pair_data(args.pairs, model)
+    common = {
+        "data": data,
+        "abar": model.alphas_cumprod,
+        "batch_size": cfg["batch_size"],
+        "caption_dropout": cfg["caption_dropout"],
+        "t_min": cfg["t_min"],
+        "t_max": cfg["t_max"],
+    }
+    if args.method == "sft":
+        objective = SFT(model.unet, **common)
+    else:
+        inversion = InversionSettings(**cfg["inversion"]) if args.method == "inpo" else None
+        objective = Preference(
+            model.unet,
+            beta=cfg["beta"],
+            inversion=inversion,
+            timestep_offset=int(model.scheduler.config.steps_offset),
+            **common,
+        )
+    progress = None
+    if args.world:
+        from .scorers.oracle import OracleProgress
+        from .toyworld.world import World
+
+        progress = OracleProgress(model, World.load(args.world), **spec["progress_eval"])
+    torch.manual_seed(seed)
+    log, evals = train(
+        objective,
+        TrainSettings.from_dict(cfg, seed),
+        args.scratch,
+        accelerator,
+        evaluate=progress,
+        eval_every=cfg["eval_every"],
+    )
+    if not accelerator.is_main_process:
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "train_log.csv", log)
+    if progress is not None:
+        write_csv(out / "eval_log.csv", evals)
+    write_json(
+        out / "train.json",
+        provenance(
+            method=args.method,
+            processes=accelerator.num_processes,
+            config=cfg,
+            init=str(args.init),
+            seed=seed,
+            device=device,
+            pairs=len(data),
+            wall_seconds=clock.seconds(),
+            final_loss=float(log["loss"].iloc[-1]),
+        ),
+    )
+    model.unet.to("cpu")
+    save_derived_model(out, model.unet, args.init)  # last: model.json marks the directory complete
+    summary = f"trained {args.method} for {len(log)} steps in {clock.seconds():.0f} s"
+    if progress is not None:
+        first, last = evals.iloc[0], evals.iloc[-1]
+        summary += f"; oracle reward {first['reward']:.3f} -> {last['reward']:.3f}"
+    print(summary)
 
 
 def cmd_toy_pairs(args: argparse.Namespace) -> None:
@@ -202,20 +288,137 @@ def cmd_score_oracle(args: argparse.Namespace) -> None:
     print(f"oracle scores of {len(index)} images -> {args.out_dir}")
 
 
-def cmd_mean_table(args: argparse.Namespace) -> None:
-    from .runtime import write_csv
-    from .tables import mean_scores, mean_scores_markdown
-
-    entries = []
-    for path in args.scores:
+def _score_entries(paths: list[str]) -> dict[tuple[str, str, str], str]:
+    entries = {}
+    for path in paths:
         match = SCORE_PATH.search(path)
         if match is None:
             raise SystemExit(f"{path}: not a score file path .../scores/<model>/<promptset>/<scorer>.csv")
-        entries.append((match["model"], match["promptset"], match["scorer"], path))
-    table = mean_scores(entries, seed=args.seed)
-    write_csv(args.out, table)
-    Path(args.markdown).write_text(mean_scores_markdown(table))
-    print(f"mean-score table ({len(table)} rows) -> {args.out}")
+        entries[match["model"], match["promptset"], match["scorer"]] = path
+    return entries
+
+
+def _write_table(out_dir: Path, name: str, frame: Any, markdown: str) -> None:
+    from .runtime import write_csv
+
+    write_csv(out_dir / f"{name}.csv", frame)
+    (out_dir / f"{name}.md").write_text(markdown)
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from . import tables
+
+    out, scores = Path(args.out_dir), _score_entries(args.scores)
+    out.mkdir(parents=True, exist_ok=True)
+    means = tables.mean_scores([(m, p, s, path) for (m, p, s), path in scores.items()], seed=args.seed)
+    _write_table(out, "mean_scores", means, tables.mean_scores_markdown(means))
+    comparisons = [tuple(c.split(":")) for c in args.comparisons]
+    wins = tables.win_rates(scores, comparisons, seed=args.seed)
+    _write_table(out, "win_rates", wins, tables.win_rates_markdown(wins))
+    print(f"tables: {len(means)} mean scores, {len(wins)} win rates -> {out}")
+    if not args.models:
+        return
+    logs = {}
+    for folder in map(Path, args.models):
+        model = MODEL_PATH.search(str(folder))["model"]
+        logs[model] = (folder / "eval_log.csv", folder / "train_log.csv")
+    curves = tables.training_curves(logs)
+    _write_table(
+        out,
+        "training_curves",
+        curves,
+        tables.frame_markdown(
+            "Training curves",
+            "Oracle measurements during training (progress prompts, one seed of their own); loss "
+            "and implicit accuracy averaged over the 10 steps up to each measurement.",
+            curves,
+        ),
+    )
+    per_step = {m: pd.read_csv(train).seconds.iloc[-1] / len(pd.read_csv(train)) for m, (_, train) in logs.items()}
+    steps = tables.steps_to_reach(curves, reference=args.reference, seconds=per_step)
+    _write_table(
+        out,
+        "steps_to_reward",
+        steps,
+        tables.frame_markdown(
+            "Steps to reach a reward",
+            f"First measured step at which each model's oracle reward reaches its start plus "
+            f"the given fraction of {args.reference}'s final gain; empty: never within its run.",
+            steps,
+        ),
+    )
+    claims = tables.toy_claims(wins, steps, per_step, method=args.method, reference=args.reference)
+    _write_table(
+        out,
+        "paper_claims",
+        claims,
+        tables.frame_markdown(
+            "The paper's claims in the toy world",
+            "Judged on the true (oracle) reward. A win-rate claim holds when the whole 95% interval is above 50%.",
+            claims,
+        ),
+    )
+
+
+def cmd_ablation_table(args: argparse.Namespace) -> None:
+    from . import tables
+
+    scores = _score_entries(args.scores)
+    table = tables.ablation_table(args.method, args.cells, args.method_config, scores, seed=args.seed)
+    _write_table(
+        Path(args.out_dir), f"ablation_{args.method}", table, tables.ablation_markdown(args.method, table, args.scorer)
+    )
+    print(f"ablation table of {args.method}: {len(args.cells)} cells -> {args.out_dir}")
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from . import plots
+
+    out = Path(args.out_dir)
+    wins = pd.read_csv(args.win_rates, dtype={"model": str, "baseline": str})
+    plots.win_rate_bars(wins, out / "win_rates.png")
+    if args.curves:
+        plots.training_curves(pd.read_csv(args.curves), out / "training_curves.png")
+    for promptset in args.promptsets:
+        columns = {m: Path(args.samples_root) / m / promptset for m in args.grid_models}
+        index = pd.read_csv(columns[args.grid_models[0]] / "index.csv", dtype={"prompt_id": str})
+        picks = index.iloc[:: max(1, len(index) // args.grid_images)].head(args.grid_images)
+        plots.image_grid(
+            columns,
+            list(zip(picks.prompt_id, picks.seed)),
+            out / f"grid_{promptset}.png",
+            prompts=dict(zip(index.prompt_id, index.prompt)),
+        )
+    print(f"figures -> {out}")
+
+
+def cmd_ablation_figure(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from . import plots
+
+    table = pd.read_csv(args.table)
+    block = table[(table.scorer == args.scorer) & (table.promptset == args.promptset)]
+    if block.empty:
+        raise SystemExit(f"{args.table}: no rows for scorer {args.scorer} on {args.promptset}")
+    parameters = [
+        c
+        for c in block.columns
+        if c not in {"cell", "promptset", "scorer", "mean", "ci_low", "ci_high"} and not c.startswith("win_vs_")
+    ]
+    default = block[block.cell == "default"]["mean"]
+    plots.ablation_panels(
+        block,
+        parameters,
+        args.out,
+        reference=float(default.iloc[0]) if len(default) else None,
+        label=f"mean {args.scorer} ({args.promptset})",
+    )
+    print(f"ablation figure -> {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,6 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
     p.add_argument("--threads", type=int, default=1)
 
+    p = add("train", cmd_train, "train an aligned model (sft, dpo, inpo) on preference pairs")
+    p.add_argument("--method", required=True, choices=["sft", "dpo", "inpo"])
+    p.add_argument("--init", required=True, help="model directory the policy and reference start from")
+    p.add_argument("--pairs", required=True, help="pairs.parquet")
+    p.add_argument("--spec", type=_spec, required=True, help='{"method": {...}, "progress_eval", "seed", "device"}')
+    p.add_argument("--world", help="world.json: measure the model with the toy oracle during training")
+    p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
+    p.add_argument("--threads", type=int, default=1)
+
     p = add("toy-pairs", cmd_toy_pairs, "sample base pairs, label them with the oracle -> Pick-a-Pic shard")
     p.add_argument("--model", required=True)
     p.add_argument("--world", required=True)
@@ -270,11 +483,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", required=True)
     p.add_argument("--out-dir", required=True)
 
-    p = add("mean-table", cmd_mean_table, "mean scores with bootstrap CIs")
-    p.add_argument("--out", required=True)
-    p.add_argument("--markdown", required=True)
+    p = add("tables", cmd_tables, "mean scores, win rates, training curves and the toy claims table")
+    p.add_argument("--scores", nargs="+", required=True, help=".../scores/<model>/<promptset>/<scorer>.csv files")
+    p.add_argument("--comparisons", nargs="*", default=[], help="model:baseline pairs for win rates")
+    p.add_argument("--models", nargs="*", default=[], help="trained model directories with eval_log.csv (toy)")
+    p.add_argument("--method", default="inpo", help="the method the claims table is about")
+    p.add_argument("--reference", default="dpo", help="the method whose gain defines the efficiency targets")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    p = add("ablation-table", cmd_ablation_table, "one row per ablation cell: parameters, scores, win rates")
+    p.add_argument("--method", required=True)
+    p.add_argument("--method-config", type=_spec, required=True, help="the method's default config section")
+    p.add_argument("--cells", nargs="+", required=True, help="cell ids such as beta~500/t_max~999")
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--scorer", required=True, help="scorer shown in the Markdown table")
+    p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("scores", nargs="+", help=".../scores/<model>/<promptset>/<scorer>.csv files")
+    p = add("figures", cmd_figures, "win-rate bars, training curves, ablation panels, image grids")
+    p.add_argument("--win-rates", required=True)
+    p.add_argument("--curves", help="training_curves.csv (toy world)")
+    p.add_argument("--samples-root", required=True, help="the samples/ folder")
+    p.add_argument("--grid-models", nargs="+", required=True)
+    p.add_argument("--promptsets", nargs="+", required=True)
+    p.add_argument("--grid-images", type=int, default=8)
+    p.add_argument("--out-dir", required=True)
+
+    p = add("ablation-figure", cmd_ablation_figure, "one panel per swept parameter of an ablation table")
+    p.add_argument("--table", required=True, help="ablation_<method>.csv")
+    p.add_argument("--scorer", required=True)
+    p.add_argument("--promptset", required=True)
+    p.add_argument("--out", required=True)
     return parser
 
 
@@ -284,7 +523,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    from .errors import InpoBenchError
+
+    try:
+        args.handler(args)
+    except InpoBenchError as error:
+        print(f"inpo-bench {args.command}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

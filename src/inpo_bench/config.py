@@ -16,9 +16,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-
-class ConfigError(ValueError):
-    """The configuration does not match the schema; the message lists every problem with its key."""
+from .errors import ConfigError
 
 
 @cache
@@ -93,6 +91,12 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
             )
     if model["text_hidden_size"] % model["text_heads"]:
         problems.append("config key toy_model.text_heads: must divide toy_model.text_hidden_size")
+    for method in ("sft", "dpo", "inpo"):
+        cfg = config[method]
+        if cfg["t_min"] > cfg["t_max"]:
+            problems.append(f"config key {method}.t_min: {cfg['t_min']} is above {method}.t_max {cfg['t_max']}")
+    if config["sft"]["init"] != "base":
+        problems.append("config key sft.init: SFT starts from the base model")
     try:
         World.from_config(config["world"], config["seed"])
     except ValueError as error:

@@ -36,6 +36,15 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
+def make_accelerator(requested: str = "auto") -> Any:
+    """The accelerate handle of a training job: one process, or one per GPU / CPU rank under
+    `accelerate launch` (which sets the distributed environment); its .device is this process's device."""
+    from accelerate import Accelerator
+
+    device = pick_device(requested)
+    return Accelerator(cpu=device == "cpu")
+
+
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in PACKAGES:

@@ -23,11 +23,9 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from torch import nn
 
+from .errors import TrainingDivergedError
+
 LOG_COLUMNS = ["step", "loss", "implicit_acc", "model_mse", "ref_mse", "lr", "seconds"]
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the gradient became NaN or infinite; no model is written."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +183,8 @@ def train(
             )
     for module in trainable.values():
         module.eval()
-    return pd.DataFrame(rows, columns=LOG_COLUMNS), pd.DataFrame(evals)
+    extra = sorted({k for row in rows for k in row} - set(LOG_COLUMNS))  # method-specific, e.g. inversion_evals
+    return pd.DataFrame(rows, columns=LOG_COLUMNS + extra), pd.DataFrame(evals)
 
 
 def _save_checkpoint(

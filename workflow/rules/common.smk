@@ -8,7 +8,9 @@ import sys
 SRC = os.path.join(REPO, "src")
 sys.path.insert(0, SRC)
 # (the prefix is formatted like a shell command, hence the doubled braces)
-shell.prefix("export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
+shell.prefix(
+    "export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
 
 from inpo_bench.config import ConfigError, validate_config
 from inpo_bench.scorers import ORACLE_SCORERS
@@ -20,12 +22,16 @@ except ConfigError as error:
 
 OUT = f"results/{config['run']}"
 ENV = f"../../envs/{config['software_env']}.yaml"
-MODELS = ["base"]
+METHODS = ["sft", "dpo", "inpo"]
+MODELS = ["base", *METHODS]
 PROMPTSETS = config["eval"]["promptsets"]
 SCORERS = config["eval"]["scorers"]
 
 
 wildcard_constraints:
+    method="|".join(METHODS),
+    # an aligned model: a method, or an ablation cell of it (inpo/beta~500/t_max~999)
+    aligned=rf"({'|'.join(METHODS)})(/[A-Za-z0-9_]+~[^/]+)*",
     model=r"[A-Za-z0-9_.~/-]+",
     promptset=r"[^/]+",
     scorer=r"[^/]+",
@@ -42,3 +48,25 @@ def folder(name):
 def spec(**sections):
     """A stage's settings as one JSON argument; a change reruns only the rules whose sections changed."""
     return json.dumps(sections, sort_keys=True)
+
+
+# Ablation cells: method -> model ids such as inpo/beta~500/t_max~999 (checked as full configs right here)
+from inpo_bench.ablations import cell_config, read_table
+
+try:
+    ABLATIONS = {
+        method: [
+            f"{method}/{cell}"
+            for cell in read_table(os.path.join(REPO, path), config, method)
+        ]
+        for method, path in config["ablations"].items()
+    }
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+ABLATION_MODELS = [model for models in ABLATIONS.values() for model in models]
+
+
+def method_config(model):
+    """The training config of a model id: a method's section, or an ablation cell of it."""
+    method, _, cell = model.partition("/")
+    return cell_config(config[method], cell) if cell else config[method]

@@ -32,6 +32,8 @@ rule toy_pickapic:
         f"{OUT}/data/raw/toy-pickapic-00000.parquet",
     log:
         f"{OUT}/logs/toy_pickapic.log",
+    benchmark:
+        f"{OUT}/benchmarks/toy_pickapic.tsv"
     conda:
         ENV
     threads: 2

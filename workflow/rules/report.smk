@@ -1,20 +1,148 @@
-rule mean_table:
+TABLES = f"{OUT}/tables"
+FIGURES = f"{OUT}/figures"
+
+
+def score_files(models):
+    return expand(
+        f"{OUT}/scores/{{model}}/{{promptset}}/{{scorer}}.csv",
+        model=models,
+        promptset=PROMPTSETS,
+        scorer=SCORERS,
+    )
+
+
+rule tables:
     input:
-        expand(
-            f"{OUT}/scores/{{model}}/{{promptset}}/{{scorer}}.csv",
-            model=MODELS,
-            promptset=PROMPTSETS,
-            scorer=SCORERS,
-        ),
+        scores=score_files(MODELS),
+        evals=expand(f"{OUT}/models/{{model}}/eval_log.csv", model=METHODS),
     output:
-        csv=f"{OUT}/tables/mean_scores.csv",
-        md=f"{OUT}/tables/mean_scores.md",
+        means=report(
+            f"{TABLES}/mean_scores.csv",
+            caption="../report/mean_scores.rst",
+            category="Tables",
+        ),
+        means_md=f"{TABLES}/mean_scores.md",
+        wins=report(
+            f"{TABLES}/win_rates.csv",
+            caption="../report/win_rates.rst",
+            category="Tables",
+        ),
+        wins_md=f"{TABLES}/win_rates.md",
+        curves=report(
+            f"{TABLES}/training_curves.csv",
+            caption="../report/training_curves.rst",
+            category="Tables",
+        ),
+        curves_md=f"{TABLES}/training_curves.md",
+        steps=report(
+            f"{TABLES}/steps_to_reward.csv",
+            caption="../report/steps_to_reward.rst",
+            category="Tables",
+        ),
+        steps_md=f"{TABLES}/steps_to_reward.md",
+        claims=report(
+            f"{TABLES}/paper_claims.csv",
+            caption="../report/paper_claims.rst",
+            category="Tables",
+        ),
+        claims_md=f"{TABLES}/paper_claims.md",
     log:
-        f"{OUT}/logs/tables/mean_scores.log",
+        f"{OUT}/logs/tables/tables.log",
     conda:
         ENV
     params:
+        out_dir=folder("output.means"),
+        models=lambda wc, input: [os.path.dirname(p) for p in input.evals],
+        comparisons=config["tables"]["comparisons"],
         seed=config["seed"],
     shell:
-        "python -m inpo_bench mean-table --out {output.csv} --markdown {output.md} --seed {params.seed}"
-        " {input} > {log} 2>&1"
+        "python -m inpo_bench tables --scores {input.scores} --models {params.models}"
+        " --comparisons {params.comparisons} --out-dir {params.out_dir} --seed {params.seed} > {log} 2>&1"
+
+
+rule ablation_table:
+    input:
+        scores=lambda wc: score_files(["base", wc.method, *ABLATIONS[wc.method]]),
+    output:
+        csv=report(
+            f"{TABLES}/ablation_{{method}}.csv",
+            caption="../report/ablation.rst",
+            category="Ablations",
+        ),
+        md=f"{TABLES}/ablation_{{method}}.md",
+    log:
+        f"{OUT}/logs/tables/ablation_{{method}}.log",
+    conda:
+        ENV
+    params:
+        out_dir=folder("output.csv"),
+        cells=lambda wc: [m.split("/", 1)[1] for m in ABLATIONS[wc.method]],
+        method_config=lambda wc: json.dumps(config[wc.method]),
+        scorer=SCORERS[0],
+        seed=config["seed"],
+    shell:
+        "python -m inpo_bench ablation-table --method {wildcards.method} --method-config {params.method_config:q}"
+        " --cells {params.cells} --scores {input.scores} --scorer {params.scorer} --out-dir {params.out_dir}"
+        " --seed {params.seed} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        wins=rules.tables.output.wins,
+        curves=rules.tables.output.curves,
+        samples=expand(
+            f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
+            model=MODELS,
+            promptset=PROMPTSETS,
+        ),
+    output:
+        wins=report(
+            f"{FIGURES}/win_rates.png",
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+        curves=report(
+            f"{FIGURES}/training_curves.png",
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+        grids=report(
+            expand(f"{FIGURES}/grid_{{promptset}}.png", promptset=PROMPTSETS),
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        f"{OUT}/logs/figures.log",
+    conda:
+        ENV
+    params:
+        out_dir=folder("output.wins"),
+        samples_root=f"{OUT}/samples",
+        models=MODELS,
+        promptsets=PROMPTSETS,
+        grid_images=config["tables"]["grid_images"],
+    shell:
+        "python -m inpo_bench figures --win-rates {input.wins} --curves {input.curves}"
+        " --samples-root {params.samples_root} --grid-models {params.models} --promptsets {params.promptsets}"
+        " --grid-images {params.grid_images} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule ablation_figure:
+    input:
+        table=f"{TABLES}/ablation_{{method}}.csv",
+    output:
+        report(
+            f"{FIGURES}/ablation_{{method}}.png",
+            caption="../report/ablation.rst",
+            category="Ablations",
+        ),
+    log:
+        f"{OUT}/logs/ablation_figure_{{method}}.log",
+    conda:
+        ENV
+    params:
+        scorer=SCORERS[0],
+        promptset=PROMPTSETS[0],
+    shell:
+        "python -m inpo_bench ablation-figure --table {input.table} --scorer {params.scorer}"
+        " --promptset {params.promptset} --out {output} > {log} 2>&1"

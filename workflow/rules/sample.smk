@@ -1,12 +1,15 @@
 rule sample:
     input:
         model=f"{OUT}/models/{{model}}/model.json",
+        components=f"{OUT}/models/base/model.json",  # aligned models load their text encoder from the base
         prompts=f"{OUT}/prompts/{{promptset}}.csv",
     output:
         index=f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
         record=f"{OUT}/samples/{{model}}/{{promptset}}/sample.json",
     log:
         f"{OUT}/logs/sample/{{model}}/{{promptset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/sample/{{model}}/{{promptset}}.tsv"
     conda:
         ENV
     threads: 1

@@ -9,6 +9,8 @@ rule score_oracle:
         },
     log:
         f"{OUT}/logs/score/{{model}}/{{promptset}}/oracle.log",
+    benchmark:
+        f"{OUT}/benchmarks/score_oracle/{{model}}/{{promptset}}.tsv"
     conda:
         ENV
     params:

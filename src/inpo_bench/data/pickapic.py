@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from ..errors import DataError
+
 REQUIRED = ("caption", "jpg_0", "jpg_1", "label_0")
 PAIRS_SCHEMA = pa.schema(
     [
@@ -31,10 +33,6 @@ PAIRS_SCHEMA = pa.schema(
     ]
 )
 REWARD_FIELDS = [pa.field("reward_w", pa.float64()), pa.field("reward_l", pa.float64())]
-
-
-class DataError(ValueError):
-    """An input shard is missing, unreadable or lacks the Pick-a-Pic columns."""
 
 
 def decodes(data: bytes | None) -> bool:

@@ -1,12 +1,15 @@
 """Training objectives: one nn.Module per method whose forward returns (loss, metrics) for a drawn micro-batch.
 
 The trainer owns the loop (optimiser, accumulation, checkpoints); an objective owns what differs between
-methods: which modules train, how a micro-batch is drawn from the data with a seeded generator, and the loss.
-Keeping the loss inside forward() lets DistributedDataParallel wrap the objective as one model.
+methods: which modules train, how a micro-batch is drawn with the trainer's seeded generator (every random
+number of a step is drawn there, so forward is a deterministic function of the batch), and the loss. Keeping the
+loss inside forward() lets DistributedDataParallel wrap the objective as one model.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +18,8 @@ from torch import nn
 
 from ..diffusion import add_noise
 from ..models.bundle import T2IModel
-from .losses import epsilon_loss, per_sample_mse
+from .inversion import InversionSettings, invert, max_steps
+from .losses import dpo_loss, epsilon_loss, implicit_accuracy, inpo_target, per_sample_mse
 
 
 class Pretrain(nn.Module):
@@ -63,3 +67,176 @@ class Pretrain(nn.Module):
         eps = self.unet(x_t, t, encoder_hidden_states=context).sample
         loss = epsilon_loss(eps, noise)
         return loss, {"model_mse": float(per_sample_mse(eps.detach(), noise).mean())}
+
+
+@dataclass
+class PairData:
+    """Preference pairs as model inputs, computed once: x0 of winners and losers and the caption embeddings
+    (the text encoder is frozen after pretraining, so encoding captions every step would be wasted work)."""
+
+    x0_w: torch.Tensor  # (N, C, H, W)
+    x0_l: torch.Tensor
+    context: torch.Tensor  # (unique captions, L, D)
+    caption_index: torch.Tensor  # (N,) row of `context` for each pair
+    empty: torch.Tensor  # (L, D) the empty prompt, for caption dropout
+
+    def __len__(self) -> int:
+        return len(self.x0_w)
+
+
+class _PairObjective(nn.Module):
+    """Shared drawing of (pair indices, caption dropout, timesteps) for SFT, Diffusion-DPO and DDIM-InPO."""
+
+    def __init__(
+        self, data: PairData, abar: torch.Tensor, batch_size: int, caption_dropout: float, t_min: int, t_max: int
+    ) -> None:
+        super().__init__()
+        if not 0 <= t_min <= t_max < len(abar):
+            raise ValueError(f"timestep range [{t_min}, {t_max}] must lie within [0, {len(abar) - 1}]")
+        self.data = data
+        self.register_buffer("abar", abar.clone(), persistent=False)
+        self.batch_size = batch_size
+        self.caption_dropout = caption_dropout
+        self.t_min, self.t_max = t_min, t_max
+
+    def _draw_common(self, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b = self.batch_size
+        idx = torch.randint(len(self.data), (b,), generator=generator)
+        context = self.data.context[self.data.caption_index[idx]].clone()
+        context[torch.rand(b, generator=generator) < self.caption_dropout] = self.data.empty
+        t = torch.randint(self.t_min, self.t_max + 1, (b,), generator=generator)
+        return idx, {"context": context, "t": t}
+
+
+class SFT(_PairObjective):
+    """Supervised fine-tuning: the denoising loss on the preferred image of each pair."""
+
+    name = "sft"
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        data: PairData,
+        abar: torch.Tensor,
+        batch_size: int,
+        caption_dropout: float,
+        t_min: int = 0,
+        t_max: int | None = None,
+    ) -> None:
+        super().__init__(data, abar, batch_size, caption_dropout, t_min, len(abar) - 1 if t_max is None else t_max)
+        self.policy = unet
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.policy}
+
+    def draw(self, generator: torch.Generator) -> dict[str, Any]:
+        idx, batch = self._draw_common(generator)
+        x0 = self.data.x0_w[idx]
+        return {**batch, "x0": x0, "noise": torch.randn(x0.shape, generator=generator)}
+
+    def forward(
+        self, x0: torch.Tensor, context: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        eps = self.policy(add_noise(x0, noise, self.abar[t]), t, encoder_hidden_states=context).sample
+        loss = epsilon_loss(eps, noise)
+        return loss, {"model_mse": float(loss.detach())}
+
+
+class Preference(_PairObjective):
+    """Diffusion-DPO (inversion=None) and DDIM-InPO (inversion settings given): one loss, two ways to get x_t.
+
+    Diffusion-DPO noises winner and loser with the same t and the same epsilon and regresses onto epsilon.
+    DDIM-InPO inverts each image with DDIM (under no_grad, with the policy or the frozen reference) to the
+    shared t and regresses onto tau = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t), a different target per image.
+    Both then apply -logsigmoid(-0.5 beta ((m_w - m_l) - (r_w - r_l))) to the per-sample MSEs.
+    """
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        data: PairData,
+        abar: torch.Tensor,
+        batch_size: int,
+        caption_dropout: float,
+        beta: float,
+        t_min: int = 0,
+        t_max: int | None = None,
+        inversion: InversionSettings | None = None,
+        timestep_offset: int = 1,
+    ) -> None:
+        super().__init__(data, abar, batch_size, caption_dropout, t_min, len(abar) - 1 if t_max is None else t_max)
+        self.policy = unet
+        # the frozen reference starts equal to the policy; kept out of the parameters the optimiser sees
+        self.reference = copy.deepcopy(unet).requires_grad_(False).eval()
+        self.beta = beta
+        self.inversion = inversion
+        self.timestep_offset = timestep_offset
+        self.name = "dpo" if inversion is None else "inpo"
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.policy}
+
+    def draw(self, generator: torch.Generator) -> dict[str, Any]:
+        idx, batch = self._draw_common(generator)
+        x0_w, x0_l = self.data.x0_w[idx], self.data.x0_l[idx]
+        if self.inversion is None:
+            extra = {"noise": torch.randn(x0_w.shape, generator=generator)}  # shared by winner and loser
+        else:
+            steps = max_steps(len(self.abar), self.inversion)
+            extra = {"eta_noise": torch.randn((steps, 2 * len(idx), *x0_w.shape[1:]), generator=generator)}
+        return {**batch, "x0_w": x0_w, "x0_l": x0_l, **extra}
+
+    def _inversion_eps(self, context: torch.Tensor) -> Any:
+        unet = self.policy if self.inversion.model == "policy" else self.reference
+        guidance = self.inversion.guidance
+        empty = self.data.empty.to(context)
+
+        def eps_fn(x: torch.Tensor, timesteps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            ctx = context[index]
+            if guidance == 1.0:
+                return unet(x, timesteps, encoder_hidden_states=ctx).sample
+            both = unet(
+                torch.cat([x, x]),
+                torch.cat([timesteps, timesteps]),
+                encoder_hidden_states=torch.cat([empty.expand_as(ctx), ctx]),
+            ).sample
+            eps_u, eps_c = both.chunk(2)
+            return eps_u + guidance * (eps_c - eps_u)
+
+        return eps_fn
+
+    def forward(
+        self,
+        x0_w: torch.Tensor,
+        x0_l: torch.Tensor,
+        context: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        eta_noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        b = len(x0_w)
+        x0 = torch.cat([x0_w, x0_l])
+        context2, t2 = torch.cat([context, context]), torch.cat([t, t])
+        abar_t = self.abar[t2]
+        extra: dict[str, float] = {}
+        if self.inversion is None:
+            target = torch.cat([noise, noise])
+            x_t = add_noise(x0, target, abar_t)
+        else:
+            with torch.no_grad():
+                x_t, evaluations = invert(
+                    self._inversion_eps(context2), x0, t2, self.abar, self.inversion, eta_noise, self.timestep_offset
+                )
+            target = inpo_target(x_t, x0, abar_t)
+            extra["inversion_evals"] = float(evaluations)
+        pred = self.policy(x_t, t2, encoder_hidden_states=context2).sample
+        with torch.no_grad():
+            ref = self.reference(x_t, t2, encoder_hidden_states=context2).sample
+        model_mse, ref_mse = per_sample_mse(pred, target), per_sample_mse(ref, target)
+        losses, inside = dpo_loss(model_mse[:b], model_mse[b:], ref_mse[:b], ref_mse[b:], self.beta)
+        return losses.mean(), {
+            "implicit_acc": implicit_accuracy(inside),
+            "model_mse": float(model_mse.detach().mean()),
+            "ref_mse": float(ref_mse.mean()),
+            **extra,
+        }

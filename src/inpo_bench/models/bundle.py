@@ -22,13 +22,11 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from ..errors import ModelError
+
 MODEL_FILE = "model.json"
 FORMAT_VERSION = 1
 KINDS = ("pixel",)
-
-
-class ModelError(ValueError):
-    """A model directory is missing, incomplete or inconsistent."""
 
 
 @dataclass

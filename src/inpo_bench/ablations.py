@@ -1,0 +1,81 @@
+"""Ablation grids: TSV tables whose rows are variants of a method's config, one output path per row.
+
+A row's parameters are encoded in its model id, e.g. `inpo/beta~500/t_max~999/inv_grid~official`, so that
+rerunning one cell reruns only that cell and the tables. Columns name keys of the method's config section; a
+column `inv_<key>` names `inversion.<key>` (Snakemake's Paramspace needs identifier-like column names). Values
+keep their TSV spelling in paths and are typed (int, float, else string) when merged into the config.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import validate_config
+from .errors import ConfigError
+
+NESTED_PREFIX = {"inv_": "inversion"}
+
+
+def key_path(column: str) -> tuple[str, ...]:
+    for prefix, section in NESTED_PREFIX.items():
+        if column.startswith(prefix):
+            return (section, column[len(prefix) :])
+    return (column,)
+
+
+def typed(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            continue
+    return value
+
+
+def parse_cell(cell: str) -> dict[str, str]:
+    """'beta~500/inv_grid~exact' -> {'beta': '500', 'inv_grid': 'exact'}."""
+    pairs = [part.split("~", 1) for part in cell.split("/")]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        raise ConfigError(f"ablation cell {cell!r} is not of the form name~value/name~value")
+    return dict(pairs)
+
+
+def cell_config(method_config: dict[str, Any], cell: str) -> dict[str, Any]:
+    """The method's config with the cell's values merged in."""
+    merged = copy.deepcopy(method_config)
+    for column, value in parse_cell(cell).items():
+        *parents, leaf = key_path(column)
+        target = merged
+        for name in parents:
+            target = target.setdefault(name, {})
+        target[leaf] = typed(value)
+    return merged
+
+
+def read_table(path: str | Path, config: dict[str, Any], method: str) -> list[str]:
+    """The cell ids of an ablation TSV, after checking every row as a full config (before any job runs)."""
+    from snakemake.utils import Paramspace
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ablation table {path} (config key ablations.{method}) does not exist")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if table.empty:
+        raise ConfigError(f"ablation table {path} has no rows")
+    for column in table.columns:
+        if not column.isidentifier():
+            raise ConfigError(f"{path}: column {column!r} must be an identifier (use inv_<key> for inversion.<key>)")
+    cells = list(Paramspace(table).instance_patterns)
+    if len(set(cells)) != len(cells):
+        raise ConfigError(f"{path}: duplicated rows")
+    for row, cell in enumerate(cells, start=2):
+        candidate = {**config, method: cell_config(config[method], cell)}
+        try:
+            validate_config(candidate)
+        except ConfigError as error:
+            raise ConfigError(f"{path} line {row} ({cell}):\n{error}") from None
+    return cells

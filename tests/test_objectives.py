@@ -1,0 +1,130 @@
+"""Method objectives on a tiny random model: what each draws, what it regresses onto, and the loss at init."""
+
+import math
+
+import pytest
+import torch
+
+from inpo_bench.diffusion import add_noise
+from inpo_bench.methods.inversion import InversionSettings, invert
+from inpo_bench.methods.losses import dpo_loss, inpo_target, per_sample_mse
+from inpo_bench.methods.objectives import SFT, PairData, Preference
+from inpo_bench.models.bundle import load_model
+
+
+@pytest.fixture()
+def model(tiny_model_dir):
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture()
+def data(model):
+    g = torch.Generator().manual_seed(0)
+    n = 6
+    captions = ["a red circle on a blue background", "a green square on a white background"]
+    return PairData(
+        x0_w=torch.rand(n, 3, 16, 16, generator=g) * 2 - 1,
+        x0_l=torch.rand(n, 3, 16, 16, generator=g) * 2 - 1,
+        context=model.encode_prompts(captions),
+        caption_index=torch.tensor([0, 1, 0, 1, 0, 1]),
+        empty=model.encode_prompts([""])[0],
+    )
+
+
+def test_dpo_shares_t_and_noise_and_starts_at_log2(model, data):
+    objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=4, caption_dropout=0.0, beta=2000.0)
+    batch = objective.draw(torch.Generator().manual_seed(1))
+    assert batch["noise"].shape == batch["x0_w"].shape == (4, 3, 16, 16) and batch["t"].shape == (4,)
+    loss, metrics = objective(**batch)
+    # the reference is a copy of the policy, so every logit is 0 and the loss is log 2
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
+    assert metrics["implicit_acc"] == 0.0 and metrics["model_mse"] == pytest.approx(metrics["ref_mse"], rel=1e-5)
+    # the loss is Diffusion-DPO's on x_t = add_noise(x0, shared eps, t), recomputed here independently
+    with torch.no_grad():
+        objective.policy.conv_out.bias.add_(0.05)  # move the policy away from the reference
+        loss, metrics = objective(**batch)
+        x0 = torch.cat([batch["x0_w"], batch["x0_l"]])
+        t = batch["t"].repeat(2)
+        eps = batch["noise"].repeat(2, 1, 1, 1)
+        x_t = add_noise(x0, eps, model.alphas_cumprod[t])
+        ctx = batch["context"].repeat(2, 1, 1)
+        m = per_sample_mse(objective.policy(x_t, t, encoder_hidden_states=ctx).sample, eps)
+        r = per_sample_mse(objective.reference(x_t, t, encoder_hidden_states=ctx).sample, eps)
+        expected, _ = dpo_loss(m[:4], m[4:], r[:4], r[4:], 2000.0)
+    assert loss.item() == pytest.approx(expected.mean().item(), rel=1e-5)
+
+
+def test_caption_dropout_uses_the_empty_prompt(model, data):
+    objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=64, caption_dropout=0.5, beta=1.0)
+    context = objective.draw(torch.Generator().manual_seed(2))["context"]
+    empty = (context == data.empty).all(dim=(1, 2))
+    assert 0.3 < empty.float().mean() < 0.7
+    assert not (context[~empty] == data.empty).all(dim=(1, 2)).any()
+
+
+def test_inpo_regresses_onto_tau_of_the_inverted_latent(model, data):
+    settings = InversionSettings()
+    objective = Preference(
+        model.unet, data, model.alphas_cumprod, batch_size=3, caption_dropout=0.0, beta=2000.0, inversion=settings
+    )
+    batch = objective.draw(torch.Generator().manual_seed(3))
+    assert batch["eta_noise"].shape == (10, 6, 3, 16, 16) and "noise" not in batch
+    loss, metrics = objective(**batch)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
+    t = batch["t"].repeat(2)
+    x0 = torch.cat([batch["x0_w"], batch["x0_l"]])
+    ctx = batch["context"].repeat(2, 1, 1)
+    with torch.no_grad():
+        x_t, evaluations = invert(
+            lambda x, ts, i: model.unet(x, ts, encoder_hidden_states=ctx[i]).sample,
+            x0,
+            t,
+            model.alphas_cumprod,
+            settings,
+            batch["eta_noise"],
+        )
+        tau = inpo_target(x_t, x0, model.alphas_cumprod[t])
+        m = per_sample_mse(model.unet(x_t, t, encoder_hidden_states=ctx).sample, tau)
+    assert metrics["model_mse"] == pytest.approx(m.mean().item(), rel=1e-5)
+    assert metrics["inversion_evals"] == evaluations
+
+
+def test_inpo_can_invert_with_the_reference(model, data):
+    objective = Preference(
+        model.unet,
+        data,
+        model.alphas_cumprod,
+        batch_size=2,
+        caption_dropout=0.0,
+        beta=2000.0,
+        inversion=InversionSettings(model="reference", guidance=3.0),
+        t_min=100,
+        t_max=300,
+    )
+    batch = objective.draw(torch.Generator().manual_seed(4))
+    assert batch["t"].min() >= 100 and batch["t"].max() <= 300
+    calls = []
+    original = objective.reference.forward
+    objective.reference.forward = lambda *a, **k: calls.append(a[0].shape[0]) or original(*a, **k)
+    objective(**batch)
+    # CFG doubles every inversion call; the last reference call is the loss's reference pass on all 4 images
+    assert calls[-1] == 4 and all(c % 2 == 0 for c in calls[:-1]) and len(calls) > 1
+
+
+def test_sft_trains_on_winners(model, data):
+    objective = SFT(model.unet, data, model.alphas_cumprod, batch_size=4, caption_dropout=0.0)
+    batch = objective.draw(torch.Generator().manual_seed(5))
+    assert any(torch.equal(batch["x0"][0], w) for w in data.x0_w)
+    assert not any(torch.equal(batch["x0"][0], w) for w in data.x0_l)
+    loss, metrics = objective(**batch)
+    assert loss.requires_grad and metrics["model_mse"] == pytest.approx(loss.item())
+    assert set(objective.trainable_modules()) == {"unet"}
+
+
+def test_reference_is_frozen_and_outside_the_optimiser(model, data):
+    objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=2, caption_dropout=0.0, beta=1.0)
+    assert not any(p.requires_grad for p in objective.reference.parameters())
+    trainable = {id(p) for m in objective.trainable_modules().values() for p in m.parameters()}
+    assert trainable.isdisjoint(id(p) for p in objective.reference.parameters())
+    with pytest.raises(ValueError, match="timestep range"):
+        Preference(model.unet, data, model.alphas_cumprod, batch_size=2, caption_dropout=0.0, beta=1.0, t_max=1000)

@@ -1,0 +1,83 @@
+"""Win rates and mean scores against hand computations; properties of the bootstrap interval."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inpo_bench.tables import (
+    cluster_bootstrap_mean,
+    mean_scores,
+    paired_outcomes,
+    read_scores,
+    win_rate,
+    win_rates,
+    win_rates_markdown,
+)
+
+
+def scores(rows):
+    return pd.DataFrame(rows, columns=["prompt_id", "seed", "score"])
+
+
+def test_win_rate_by_hand_with_ties():
+    model = scores([("a", 0, 0.9), ("a", 1, 0.5), ("b", 0, 0.2), ("c", 0, 0.7), ("c", 1, 0.1)])
+    base = scores([("c", 1, 0.3), ("c", 0, 0.7), ("b", 0, 0.1), ("a", 1, 0.6), ("a", 0, 0.4)])
+    # a/0 win, a/1 loss, b/0 win, c/0 tie, c/1 loss -> (1 + 0 + 1 + 0.5 + 0) / 5 = 0.5
+    result = win_rate(model, base)
+    assert result["win_rate"] == pytest.approx(0.5) and result["n"] == 5 and result["ties"] == 1
+    assert result["n_prompts"] == 3
+    outcomes = paired_outcomes(model, base).set_index(["prompt_id", "seed"])["outcome"]
+    assert outcomes.loc[("c", 0)] == 0.5 and outcomes.loc[("a", 1)] == 0.0
+    assert win_rate(base, model)["win_rate"] == pytest.approx(0.5)  # complementary
+
+
+def test_unpaired_images_are_an_error():
+    model = scores([("a", 0, 0.9), ("b", 0, 0.2)])
+    base = scores([("a", 0, 0.4), ("a", 1, 0.1)])
+    with pytest.raises(ValueError, match=r"dpo vs base: 2 image\(s\) without a counterpart") as error:
+        win_rate(model, base, what="dpo vs base")
+    assert "b/0 (model only)" in str(error.value) and "a/1 (baseline only)" in str(error.value)
+
+
+def test_bootstrap_interval_contains_estimate_is_seeded_and_narrows():
+    rng = np.random.default_rng(0)
+
+    def sample(n_prompts):
+        values = (rng.random(n_prompts * 2) < 0.6).astype(float)
+        return values, np.repeat(np.arange(n_prompts), 2)
+
+    values, clusters = sample(50)
+    low, high = cluster_bootstrap_mean(values, clusters, seed=3)
+    assert low <= values.mean() <= high
+    assert (low, high) == cluster_bootstrap_mean(values, clusters, seed=3)
+    assert (low, high) != cluster_bootstrap_mean(values, clusters, seed=4)
+    big_values, big_clusters = sample(2000)
+    big_low, big_high = cluster_bootstrap_mean(big_values, big_clusters, seed=3)
+    assert big_high - big_low < (high - low) / 3  # ~ 1/sqrt(40) as wide
+
+
+def test_bootstrap_resamples_prompts_not_images():
+    """Two seeds of a prompt always agree here, so resampling images would understate the interval."""
+    rng = np.random.default_rng(1)
+    per_prompt = (rng.random(40) < 0.5).astype(float)
+    values, clusters = np.repeat(per_prompt, 10), np.repeat(np.arange(40), 10)
+    low, high = cluster_bootstrap_mean(values, clusters, seed=0)
+    expected_se = per_prompt.std() / np.sqrt(40)
+    assert (high - low) == pytest.approx(2 * 1.96 * expected_se, rel=0.25)
+
+
+def test_tables_from_files(tmp_path):
+    paths = {}
+    for model, shift in (("base", 0.0), ("dpo", 0.1)):
+        frame = scores([(f"p{i}", s, i / 10 + shift * (s + 1)) for i in range(6) for s in (0, 1)])
+        paths[model, "toy_seen", "oracle_reward"] = tmp_path / f"{model}.csv"
+        frame.to_csv(paths[model, "toy_seen", "oracle_reward"], index=False)
+    table = win_rates(paths, [("dpo", "base"), ("dpo", "sft")])
+    assert len(table) == 1 and table.win_rate.iloc[0] == 1.0 and table.ties.iloc[0] == 0
+    assert "dpo vs base" in win_rates_markdown(table) and "100.0" in win_rates_markdown(table)
+    means = mean_scores([(m, p, s, path) for (m, p, s), path in paths.items()])
+    assert means.set_index("model").loc["dpo", "mean"] == pytest.approx(0.25 + 0.15)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"prompt_id": ["a", "a"], "seed": [0, 0], "score": [1, 2]}).to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="more than one score"):
+        read_scores(bad)
