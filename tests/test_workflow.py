@@ -25,18 +25,19 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def test_default_dry_run_plans_the_whole_dag():
-    counts = job_counts(snakemake("-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)).stdout)
+def test_default_dry_run_plans_the_whole_dag(tmp_path):
+    counts = job_counts(snakemake("-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)).stdout)
     assert counts["pretrain_base"] == 1 and counts["toy_pickapic"] == 1 and counts["prepare_pairs"] == 1
     assert counts["train"] == 3  # sft, dpo, inpo; ablation cells only with the `ablations` target
     assert counts["promptset"] == 2 and counts["sample"] == 4 * 2 and counts["score_oracle"] == 4 * 2
     assert counts["tables"] == 1 and counts["figures"] == 1
 
 
-def test_ablation_dry_run_adds_one_training_job_per_cell():
-    counts = job_counts(snakemake("-n", "ablations", "--directory", str(REPO)).stdout)
+def test_ablation_dry_run_adds_one_training_job_per_cell(tmp_path):
+    counts = job_counts(snakemake("-n", "ablations", "--directory", str(tmp_path)).stdout)
     cells = len((REPO / "config" / "ablations" / "inpo.tsv").read_text().strip().splitlines()) - 1
-    assert counts["train"] == 3 + cells and counts["sample"] == (4 + cells) * 2
+    # the ablation tables compare every cell with the base and the default inpo: nothing else is trained
+    assert counts["train"] == 1 + cells and counts["sample"] == (2 + cells) * 2
     assert counts["ablation_table"] == 1 and counts["ablation_figure"] == 1
 
 
@@ -165,3 +166,40 @@ def test_tiny_run_is_up_to_date_and_deterministic(tiny_run, tmp_path):
         ), relative
     pairs = [pd.read_parquet(run / "data" / "pairs.parquet") for run in (tiny_run, again)]
     assert pairs[0].equals(pairs[1])
+
+
+@pytest.mark.slow
+def test_tiny_ablations_and_rerunning_one_cell(tiny_run):
+    workdir, models = tiny_run.parents[1], tiny_run / "models" / "inpo"
+    args = ("--configfile", str(TINY), "--directory", str(workdir))
+    snakemake("--cores", "2", "ablations", *args)
+    table = pd.read_csv(tiny_run / "tables" / "ablation_inpo.csv")
+    assert set(table.cell) == {"default", "beta~500/inv_grid~official", "beta~2000/inv_grid~exact"}
+    cell = table[
+        (table.cell == "beta~500/inv_grid~official")
+        & (table.promptset == "toy_seen")
+        & (table.scorer == "oracle_reward")
+    ].iloc[0]
+    assert cell.beta == 500 and cell.inv_grid == "official" and 0 <= cell.win_vs_base <= 1
+    assert json.loads((models / "beta~500" / "inv_grid~official" / "train.json").read_text())["config"]["beta"] == 500
+    assert (tiny_run / "figures" / "ablation_inpo.png").is_file()
+
+    target = models / "beta~500" / "inv_grid~official" / "model.json"
+    other = models / "beta~2000" / "inv_grid~exact" / "model.json"
+    before = other.stat().st_mtime_ns
+    dry = snakemake("-n", "--forcerun", str(target.relative_to(workdir)), *args, "--", "ablations")
+    counts = job_counts(dry.stdout)
+    assert counts["train"] == 1 and counts["sample"] == 2 and counts["score_oracle"] == 2
+    assert counts["ablation_table"] == 1 and "pretrain_base" not in counts
+    snakemake("--cores", "2", "--forcerun", str(target.relative_to(workdir)), *args, "--", "ablations")
+    assert other.stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_report_builds_from_the_tiny_run(tiny_run, tmp_path):
+    workdir = tiny_run.parents[1]
+    report = tmp_path / "report.html"
+    snakemake("--report", str(report), "--configfile", str(TINY), "--directory", str(workdir))
+    html = report.read_text(errors="replace")
+    for name in ("win_rates.csv", "paper_claims.csv", "training_curves.png", "grid_toy_unseen.png"):
+        assert name in html, name

@@ -45,6 +45,16 @@ def folder(name):
     )
 
 
+def score_files(models):
+    """Every score file of these models: all prompt sets x all configured scorers."""
+    return expand(
+        f"{OUT}/scores/{{model}}/{{promptset}}/{{scorer}}.csv",
+        model=models,
+        promptset=PROMPTSETS,
+        scorer=SCORERS,
+    )
+
+
 def spec(**sections):
     """A stage's settings as one JSON argument; a change reruns only the rules whose sections changed."""
     return json.dumps(sections, sort_keys=True)

@@ -2,15 +2,6 @@ TABLES = f"{OUT}/tables"
 FIGURES = f"{OUT}/figures"
 
 
-def score_files(models):
-    return expand(
-        f"{OUT}/scores/{{model}}/{{promptset}}/{{scorer}}.csv",
-        model=models,
-        promptset=PROMPTSETS,
-        scorer=SCORERS,
-    )
-
-
 rule tables:
     input:
         scores=score_files(MODELS),
@@ -117,7 +108,10 @@ rule figures:
         ENV
     params:
         out_dir=folder("output.wins"),
-        samples_root=f"{OUT}/samples",
+        # samples/<model>/<promptset>/index.csv -> samples/
+        samples_root=lambda wc, input: os.path.dirname(
+            os.path.dirname(os.path.dirname(input.samples[0]))
+        ),
         models=MODELS,
         promptsets=PROMPTSETS,
         grid_images=config["tables"]["grid_images"],

@@ -1,0 +1,147 @@
+"""Seconds per optimiser step and UNet passes per step for SFT, Diffusion-DPO and DDIM-InPO on the toy model.
+
+UNet passes are counted in images: a forward pass over a batch of k images counts k. Backward passes are not
+counted (one per policy forward). Run from the repository root:
+
+    python bench/train_step.py                       # default config, 1 and 2 threads
+    python bench/train_step.py --threads 1 --steps 30 --out bench/out/train_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from inpo_bench.config import load_config  # noqa: E402
+from inpo_bench.methods.inversion import InversionSettings  # noqa: E402
+from inpo_bench.methods.objectives import SFT, PairData, Preference  # noqa: E402
+from inpo_bench.models.bundle import T2IModel  # noqa: E402
+from inpo_bench.models.tiny import build_scheduler, build_text_encoder, build_unet  # noqa: E402
+from inpo_bench.models.tokenizer import build_clip_tokenizer  # noqa: E402
+from inpo_bench.toyworld.world import World  # noqa: E402
+
+
+class PassCounter:
+    """Wraps a UNet's forward to count the images it sees."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.images = 0
+        original = unet.forward
+
+        def counted(sample: torch.Tensor, *args: object, **kwargs: object) -> object:
+            self.images += sample.shape[0]
+            return original(sample, *args, **kwargs)
+
+        unet.forward = counted
+
+
+def build(config: dict, method: str, pairs: int) -> tuple[torch.nn.Module, list[PassCounter]]:
+    world = World.from_config(config["world"], config["seed"])
+    arch = config["toy_model"]
+    torch.manual_seed(0)
+    tokenizer = build_clip_tokenizer(world.words, arch["text_max_length"])
+    model = T2IModel(
+        "pixel",
+        world.resolution,
+        build_unet(arch, world.resolution),
+        build_text_encoder(arch, tokenizer),
+        tokenizer,
+        build_scheduler(arch),
+    )
+    g = torch.Generator().manual_seed(0)
+    n = 256
+    prompts = [c.prompt for c in world.seen]
+    data = PairData(
+        x0_w=torch.rand(n, 3, world.resolution, world.resolution, generator=g) * 2 - 1,
+        x0_l=torch.rand(n, 3, world.resolution, world.resolution, generator=g) * 2 - 1,
+        context=model.encode_prompts(prompts),
+        caption_index=torch.arange(n) % len(prompts),
+        empty=model.encode_prompts([""])[0],
+    )
+    cfg = config[method]
+    common = {
+        "data": data,
+        "abar": model.alphas_cumprod,
+        "batch_size": pairs,
+        "caption_dropout": cfg["caption_dropout"],
+        "t_min": cfg["t_min"],
+        "t_max": cfg["t_max"],
+    }
+    if method == "sft":
+        objective = SFT(model.unet, **common)
+        return objective, [PassCounter(objective.policy)]
+    inversion = InversionSettings(**cfg["inversion"]) if method == "inpo" else None
+    objective = Preference(model.unet, beta=cfg["beta"], inversion=inversion, **common)
+    return objective, [PassCounter(objective.policy), PassCounter(objective.reference)]
+
+
+def measure(config: dict, method: str, pairs: int, steps: int, threads: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    objective, counters = build(config, method, pairs)
+    optimizer = torch.optim.AdamW(objective.policy.parameters(), lr=1e-5)
+    generator = torch.Generator().manual_seed(1)
+    times, passes = [], []
+    for step in range(steps + 3):
+        batch = objective.draw(generator)
+        before = sum(c.images for c in counters)
+        start = time.perf_counter()
+        loss, _ = objective(**batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step >= 3:  # warm-up steps excluded
+            times.append(time.perf_counter() - start)
+            passes.append(sum(c.images for c in counters) - before)
+    return {
+        "method": method,
+        "threads": threads,
+        "pairs_per_step": pairs,
+        "seconds_per_step": statistics.median(times),
+        "seconds_min": min(times),
+        "seconds_max": max(times),
+        "unet_images_per_step": statistics.mean(passes),
+        "unet_images_per_pair": statistics.mean(passes) / pairs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", nargs="*", default=[str(REPO / "config" / "config.yaml")])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    config = load_config(*args.config)
+    rows = []
+    for threads in args.threads:
+        for method in ("sft", "dpo", "inpo"):
+            rows.append(measure(config, method, config[method]["batch_size"], args.steps, threads))
+            r = rows[-1]
+            print(
+                f"{method:5s} threads {threads}: {r['seconds_per_step']:.3f} s/step "
+                f"[{r['seconds_min']:.3f}-{r['seconds_max']:.3f}], {r['unet_images_per_pair']:.2f} UNet images/pair",
+                flush=True,
+            )
+        by = {r["method"]: r for r in rows if r["threads"] == threads}
+        time_ratio = by["inpo"]["seconds_per_step"] / by["dpo"]["seconds_per_step"]
+        pass_ratio = by["inpo"]["unet_images_per_step"] / by["dpo"]["unet_images_per_step"]
+        print(f"threads {threads}: InPO/DPO step time {time_ratio:.2f}x, UNet images {pass_ratio:.2f}x")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps({"inpo_t_range": [config["inpo"]["t_min"], config["inpo"]["t_max"]], "rows": rows}, indent=2)
+            + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
