@@ -40,12 +40,14 @@ def cmd_world(args: argparse.Namespace) -> None:
 
 def cmd_prompts(args: argparse.Namespace) -> None:
     from .data.prompts import build_promptset
-    from .runtime import write_csv
+    from .runtime import write_csv, write_json
     from .toyworld.world import World
 
-    frame = build_promptset(args.name, World.load(args.world))
+    world = World.load(args.world) if args.world else None
+    frame, record = build_promptset(args.name, world, args.spec)
+    write_json(Path(args.out).with_suffix(".json"), record)
     write_csv(args.out, frame)
-    print(f"prompt set {args.name}: {len(frame)} prompts -> {args.out}")
+    print(f"prompt set {args.name}: {len(frame)} prompts from {record['source']} -> {args.out}")
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -421,6 +423,69 @@ def cmd_ablation_figure(args: argparse.Namespace) -> None:
     print(f"ablation figure -> {args.out}")
 
 
+def cmd_prepare_scorer(args: argparse.Namespace) -> None:
+    from .scorers.prepare import prepare
+
+    out = prepare(args.scorer, args.spec, args.out)
+    print(f"{args.scorer} ready -> {out}")
+
+
+def cmd_convert_hps(args: argparse.Namespace) -> None:
+    from .scorers.hps import convert
+
+    print(f"converted -> {convert(args.checkpoint, args.clip, args.out, args.version)}")
+
+
+def cmd_convert_imagereward(args: argparse.Namespace) -> None:
+    from .scorers.imagereward import convert
+
+    print(f"converted -> {convert(args.checkpoint, args.med_config, args.bert, args.out, args.vision_heads)}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from .runtime import set_threads
+
+    set_threads(args.threads)
+    import pandas as pd
+
+    from .runtime import Stopwatch, pick_device, provenance, write_csv, write_json
+    from .scorers import describe, load_scorer
+    from .scorers.base import score_index
+
+    clock = Stopwatch()
+    if args.samples:
+        folder = Path(args.samples)
+        index = pd.read_csv(folder / "index.csv", dtype={"prompt_id": str})
+    else:
+        folder = Path(args.images)
+        files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+        index = pd.DataFrame(
+            {"prompt_id": [Path(f).stem for f in files], "seed": 0, "prompt": args.prompt, "file": files}
+        )
+    device = pick_device(args.device)
+    scorer = load_scorer(args.scorer, args.spec, device, args.dtype)
+    scores = score_index(scorer, index, folder, args.batch_size)
+    if not args.samples:
+        scores = scores.assign(file=index.file.to_numpy())
+    write_csv(args.out, scores)
+    write_json(
+        Path(args.out).with_suffix(".json"),
+        provenance(
+            scorer=args.scorer,
+            meaning=describe(args.scorer),
+            config=args.spec,
+            device=device,
+            dtype=args.dtype,
+            images=len(scores),
+            source=str(folder),
+            wall_seconds=clock.seconds(),
+        ),
+    )
+    print(
+        f"{args.scorer}: {len(scores)} images, mean {scores.score.mean():.4f} in {clock.seconds():.1f} s -> {args.out}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inpo-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -434,9 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=_spec, required=True, help='{"world": {...}, "seed": N}')
     p.add_argument("--out", required=True)
 
-    p = add("prompts", cmd_prompts, "write an evaluation prompt set CSV")
+    p = add("prompts", cmd_prompts, "write an evaluation prompt set CSV (and a JSON record of its source)")
     p.add_argument("--name", required=True)
-    p.add_argument("--world", required=True)
+    p.add_argument("--world", help="world.json (toy prompt sets)")
+    p.add_argument("--spec", type=_spec, default={"cache": "resources/prompts"}, help="the config's prompts section")
     p.add_argument("--out", required=True)
 
     p = add("pretrain", cmd_pretrain, "pretrain the toy base model from scratch")
@@ -508,6 +574,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--promptsets", nargs="+", required=True)
     p.add_argument("--grid-images", type=int, default=8)
     p.add_argument("--out-dir", required=True)
+
+    p = add(
+        "prepare-scorer", cmd_prepare_scorer, "fetch / convert a scorer's weights once (hps, imagereward, aesthetic)"
+    )
+    p.add_argument("--scorer", required=True, choices=["hpsv2", "hpsv21", "imagereward", "aesthetic"])
+    p.add_argument("--spec", type=_spec, required=True, help="the scorer's config section")
+    p.add_argument("--out", required=True)
+
+    p = add("convert-hps", cmd_convert_hps, "HPS v2 / v2.1 open_clip checkpoint -> transformers CLIPModel directory")
+    p.add_argument("--checkpoint", required=True, help="HPS_v2_compressed.pt or HPS_v2.1_compressed.pt")
+    p.add_argument("--clip", required=True, help="CLIP-H/14 directory or hub id (architecture and tokenizer)")
+    p.add_argument("--version", required=True, choices=["hpsv2", "hpsv21"])
+    p.add_argument("--out", required=True)
+
+    p = add("convert-imagereward", cmd_convert_imagereward, "ImageReward.pt -> transformers BLIP + head directory")
+    p.add_argument("--checkpoint", required=True, help="ImageReward.pt")
+    p.add_argument("--med-config", required=True, help="med_config.json of the ImageReward release")
+    p.add_argument("--bert", required=True, help="bert-base-uncased tokenizer directory or hub id")
+    p.add_argument("--vision-heads", type=int, default=16, help="attention heads of the ViT (ViT-L/16: 16)")
+    p.add_argument("--out", required=True)
+
+    p = add("score", cmd_score, "score a samples folder (index.csv) or a folder of images with any model scorer")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--samples", help="a samples folder with index.csv")
+    where.add_argument("--images", help="a folder of images, all scored against --prompt")
+    p.add_argument("--prompt", default="", help="prompt of every image of --images")
+    p.add_argument("--scorer", required=True)
+    p.add_argument(
+        "--spec",
+        type=_spec,
+        required=True,
+        help='what load_scorer needs, e.g. {"model": DIR, "processor": DIR} for pickscore',
+    )
+    p.add_argument("--out", required=True, help="CSV: prompt_id, seed, score (+ file for --images)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--threads", type=int, default=1)
 
     p = add("ablation-figure", cmd_ablation_figure, "one panel per swept parameter of an ablation table")
     p.add_argument("--table", required=True, help="ablation_<method>.csv")

@@ -13,7 +13,10 @@ shell.prefix(
 )
 
 from inpo_bench.config import ConfigError, validate_config
-from inpo_bench.scorers import ORACLE_SCORERS
+from inpo_bench.data.prompts import REAL_SETS as REAL_PROMPTSETS
+from inpo_bench.scorers import MODEL_SCORERS, ORACLE_SCORERS, runtime_config
+from inpo_bench.scorers import PREPARED as PREPARED_SCORERS
+from inpo_bench.toyworld.world import PROMPT_SETS as TOY_PROMPTSETS
 
 try:
     validate_config(config)
@@ -35,6 +38,8 @@ wildcard_constraints:
     model=r"[A-Za-z0-9_.~/-]+",
     promptset=r"[^/]+",
     scorer=r"[^/]+",
+    model_scorer="|".join(MODEL_SCORERS),
+    prepared_scorer="|".join(PREPARED_SCORERS),
 
 
 def folder(name):
@@ -43,6 +48,21 @@ def folder(name):
     return lambda wc, input, output: os.path.dirname(
         getattr({"input": input, "output": output}[kind], key)
     )
+
+
+def promptset_inputs(wildcards):
+    """A toy prompt set needs the world; a real one its local upstream file, if one is configured."""
+    if wildcards.promptset in TOY_PROMPTSETS:
+        return {"world": f"{OUT}/world.json"}
+    source = config["prompts"].get(REAL_PROMPTSETS[wildcards.promptset].source)
+    return {"source": source} if source else {}
+
+
+def prepared_scorer_input(wildcards):
+    """Scorers with converted or fetched weights read them from resources/scorers/<name>/."""
+    if wildcards.model_scorer in PREPARED_SCORERS:
+        return {"prepared": f"resources/scorers/{wildcards.model_scorer}/scorer.json"}
+    return {}
 
 
 def score_files(models):

@@ -13,15 +13,22 @@ rule world:
 
 rule promptset:
     input:
-        world=rules.world.output[0],
+        unpack(promptset_inputs),
     output:
-        f"{OUT}/prompts/{{promptset}}.csv",
+        csv=f"{OUT}/prompts/{{promptset}}.csv",
+        record=f"{OUT}/prompts/{{promptset}}.json",
     log:
         f"{OUT}/logs/prompts/{{promptset}}.log",
     conda:
         ENV
+    params:
+        world=lambda wc, input: (
+            f"--world {input.world}" if "world" in input.keys() else ""
+        ),
+        spec=spec(**config["prompts"]),
     shell:
-        "python -m inpo_bench prompts --name {wildcards.promptset} --world {input.world} --out {output} > {log} 2>&1"
+        "python -m inpo_bench prompts --name {wildcards.promptset} {params.world} --spec {params.spec:q}"
+        " --out {output.csv} > {log} 2>&1"
 
 
 rule toy_pickapic:

@@ -1,10 +1,14 @@
-"""Scorers: name -> per-image scores for (image, prompt) pairs.
+"""Scorers: name -> per-image scores of (image, prompt) pairs, behind one registry.
 
-Toy oracle scorers read the toy world's hidden reward; each is one column of `OracleScore`, and one job
-computes them all because the oracle costs microseconds per image.
+Toy oracle scorers read the toy world's hidden reward; each is one column of `OracleScore`, and one job computes
+them all because the oracle costs microseconds per image. The model scorers each live in their own module and
+load from local directories or files (hub ids only as a convenience); `describe` says what each number means.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 # scorer name -> OracleScore field (booleans score 1.0 or 0.0)
 ORACLE_SCORERS: dict[str, str] = {
@@ -17,6 +21,60 @@ ORACLE_SCORERS: dict[str, str] = {
     "oracle_shape_correct": "shape_correct",
 }
 
+# scorer name -> what the score is (recorded next to every score file)
+MODEL_SCORERS: dict[str, str] = {
+    "pickscore": "PickScore_v1 (CLIP-H/14): logit_scale.exp() * cos(image, text), ~100 x cosine as the papers print",
+    "hpsv2": "HPS v2.0 (CLIP-H/14): cos(image, text), raw cosine as hpsv2.score returns",
+    "hpsv21": "HPS v2.1 (CLIP-H/14): cos(image, text), raw cosine as hpsv2.score returns",
+    "imagereward": "ImageReward v1.0 (BLIP): (MLP(text [CLS] x image) - 0.16717) / 1.03334",
+    "aesthetic": "LAION aesthetic predictor v2 (sac+logos+ava1-l14-linearMSE on CLIP ViT-L/14), about 1-10",
+    "clip": "CLIP score: 100 x cos(image, text) with the configured CLIP (scorers.clip.model), not clipped at 0",
+}
+
+
+# scorers whose upstream weights are fetched / converted once (`inpo-bench prepare-scorer`) before scoring
+PREPARED = ("hpsv2", "hpsv21", "imagereward", "aesthetic")
+
+
+def runtime_config(name: str, cfg: dict[str, Any], prepared: str | Path | None) -> dict[str, Any]:
+    """The arguments of load_scorer: the config, with prepared files in place of the upstream ones."""
+    if name in ("hpsv2", "hpsv21", "imagereward"):
+        return {"model": str(prepared)}
+    if name == "aesthetic":
+        return {"clip": cfg["clip"], "head": str(Path(prepared) / "head.pth")}
+    return dict(cfg)
+
 
 def known_scorers() -> list[str]:
-    return list(ORACLE_SCORERS)
+    return [*ORACLE_SCORERS, *MODEL_SCORERS]
+
+
+def describe(name: str) -> str:
+    if name in ORACLE_SCORERS:
+        return f"toy oracle: the {ORACLE_SCORERS[name]} field of the hidden true reward"
+    return MODEL_SCORERS[name]
+
+
+def load_scorer(name: str, cfg: dict[str, Any], device: str = "cpu", dtype: str = "float32") -> Any:
+    """Build a model scorer from its config section (see config.yaml `scorers`)."""
+    if name == "pickscore":
+        from . import pickscore
+
+        return pickscore.load(cfg, device, dtype)
+    if name in ("hpsv2", "hpsv21"):
+        from . import hps
+
+        return hps.load(name, cfg, device, dtype)
+    if name == "imagereward":
+        from . import imagereward
+
+        return imagereward.load(cfg, device, dtype)
+    if name == "aesthetic":
+        from . import aesthetic
+
+        return aesthetic.load(cfg, device, dtype)
+    if name == "clip":
+        from . import clipscore
+
+        return clipscore.load(cfg, device, dtype)
+    raise ValueError(f"unknown model scorer {name!r}; known: {sorted(MODEL_SCORERS)}")
