@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
 from inpo_bench.scorers import load_scorer  # noqa: E402
-from tests.scorer_fixtures import clip_dir  # noqa: E402
+from inpo_bench.smoke.scorers import clip_dir  # noqa: E402
 
 CLIP_H = {
     "text_config": {

@@ -24,7 +24,7 @@ def test_default_config_is_valid(default_config):
         (lambda c: c["world"].update(shapes=["circle", "hexagon"]), "world.shapes.1"),
         (lambda c: c["sample"].pop("seeds"), "'seeds' is a required property"),
         (lambda c: c["eval"].update(scorers=["oracle_reward", "pickscor"]), "unknown scorer 'pickscor'"),
-        (lambda c: c["eval"].update(promptsets=["parti"]), "unknown prompt set 'parti'"),
+        (lambda c: c["eval"].update(promptsets=["partiprompts"]), "unknown prompt set 'partiprompts'"),
         (lambda c: c["toy_model"].update(norm_num_groups=5), "norm_num_groups: 5 does not divide"),
         (lambda c: c["world"].update(unseen_compositions=500), "config key world: unseen_compositions"),
         (lambda c: c.update(run="../elsewhere"), "run: '../elsewhere' does not match"),

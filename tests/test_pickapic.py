@@ -135,3 +135,30 @@ def test_toy_rows_follow_the_pickapic_schema(tmp_path):
     assert table.schema.names[: len(PICKAPIC_SCHEMA)] == PICKAPIC_SCHEMA.names
     assert rows.num_example_per_prompt.tolist() == [3, 3, 3]
     assert set(rows.label_0) <= {0.0, 1.0} and (rows.label_0 + rows.label_1 == 1).all()
+
+
+def test_prepare_streams_a_lazy_sequence_of_shards(tmp_path):
+    """Hub downloads arrive one by one: nothing is listed up front, and each shard is checked on arrival."""
+    opened = []
+
+    def shards():
+        for i, labels in enumerate(([1.0, 0.5], [0.0, 1.0])):
+            opened.append(i)
+            yield write_shard(tmp_path / f"train-{i:05d}.parquet", pickapic_frame(labels))
+
+    counts = prepare_pairs(shards(), tmp_path / "pairs.parquet", source="pickapic_v2", check=False)
+    assert opened == [0, 1] and counts["read"] == 4 and counts["kept"] == 3 and len(counts["shards"]) == 2
+    assert pd.read_parquet(tmp_path / "pairs.parquet").pair_id.tolist() == [
+        "train-00000-0",
+        "train-00001-0",
+        "train-00001-1",
+    ]
+
+    def broken():
+        yield write_shard(tmp_path / "good.parquet", pickapic_frame([1.0]))
+        (tmp_path / "bad.parquet").write_bytes(b"junk")
+        yield tmp_path / "bad.parquet"
+
+    with pytest.raises(DataError, match=r"bad\.parquet: not a readable parquet"):
+        prepare_pairs(broken(), tmp_path / "pairs2.parquet", source="pickapic_v2", check=False)
+    assert not (tmp_path / "pairs2.parquet").exists()

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from inpo_bench.data.prompts import HPD_STYLES, build_promptset
 from inpo_bench.errors import DataError
-
-
-def pickapic_file(path: Path, n: int = 500) -> Path:
-    """test_unique as the dataset ships it: one parquet file, a caption per row, plus other columns."""
-    pd.DataFrame(
-        {"caption": [f"pickapic prompt {i}" for i in range(n)], "label_0": 0.5, "jpg_0": [b"x"] * n}
-    ).to_parquet(path)
-    return path
-
-
-def parti_file(path: Path, n: int = 1632) -> Path:
-    rows = ["Prompt\tCategory\tChallenge\tNote"] + [f"parti prompt {i}\tAnimals\tSimple Detail\t" for i in range(n)]
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def hpd_folder(path: Path, n: int = 800) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    for style in HPD_STYLES:
-        (path / f"{style}.json").write_text(json.dumps([f"{style} prompt {i}" for i in range(n)]))
-    return path
+from inpo_bench.smoke.prompts import hpd_folder, parti_file, pickapic_file
 
 
 @pytest.fixture()
@@ -46,15 +24,15 @@ def sources(tmp_path):
 
 def test_real_sets_read_their_upstream_formats(sources):
     frame, record = build_promptset("pickapic_test_unique", None, sources)
-    assert len(frame) == 500 and frame.prompt.iloc[7] == "pickapic prompt 7" and frame.prompt_id.is_unique
+    assert len(frame) == 500 and frame.prompt.iloc[7] == "a photo of a cat number 7" and frame.prompt_id.is_unique
     assert record["count"] == 500 and record["used"] == 500 and record["source"].endswith(".parquet")
     frame, record = build_promptset("parti", None, sources)
-    assert len(frame) == 1632 and frame.prompt.iloc[-1] == "parti prompt 1631"
+    assert len(frame) == 1632 and frame.prompt.iloc[-1] == "a red car on the street 1631"
     assert len(record["sha256"]["PartiPrompts.tsv"]) == 64
     frame, _ = build_promptset("hpdv2", None, sources)
     assert len(frame) == 3200 and frame.prompt_id.iloc[800] == "concept-art-000"
     frame, _ = build_promptset("hpdv2_photo", None, sources)
-    assert len(frame) == 800 and set(frame.prompt.str.split().str[0]) == {"photo"}
+    assert len(frame) == 800 and frame.prompt.str.startswith("a photo painting").all()
 
 
 def test_limit_takes_an_evenly_spread_subset(sources):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from inpo_bench.smoke.prompts import hpd_folder, parti_file, pickapic_file
+from inpo_bench.smoke.scorers import HEADS, build_all
 from tests.conftest import TINY, snakemake
-from tests.scorer_fixtures import HEADS, build_all
-from tests.test_prompts import hpd_folder, parti_file, pickapic_file
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from inpo_bench.errors import ModelError
 from inpo_bench.scorers import hps, imagereward, load_scorer
 from inpo_bench.scorers.heads import RewardHead
 from inpo_bench.scorers.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess, crop_offsets, letterbox
+from inpo_bench.smoke.scorers import HEADS, build_all, imagereward_state, openclip_state
 from tests import reference_models as ref
-from tests.scorer_fixtures import HEADS, build_all, imagereward_state, openclip_state
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +246,7 @@ def test_score_command_on_a_folder_of_images(files, tmp_path):
         image.save(folder / f"img{i}.png")
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "scores.csv"
-    spec = json.dumps(configs(files)["clip"])
+    spec = json.dumps({"clip": configs(files)["clip"]})
     assert (
         main(
             [

@@ -25,6 +25,8 @@ def train_command(tiny_run: Path, method: str, out: Path, scratch: Path, overrid
     spec = {
         "method": deep_merge(config[method], overrides),
         "progress_eval": config["progress_eval"],
+        "training": config["training"],
+        "in_memory": config["data"]["in_memory"],
         "seed": 0,
         "device": "cpu",
     }

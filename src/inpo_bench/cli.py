@@ -114,13 +114,31 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_smoke_assets(args: argparse.Namespace) -> None:
+    from .smoke import build_all
+
+    manifest = build_all(args.out)
+    print(f"smoke assets: {len(manifest)} stand-ins -> {args.out}")
+
+
+def cmd_base_model(args: argparse.Namespace) -> None:
+    from .models.bundle import load_model, write_base_spec
+
+    write_base_spec(args.out, args.kind, args.resolution, args.pretrained, args.vae)
+    model = load_model(args.out)  # fail here, naming the missing component, rather than in every later job
+    print(
+        f"base model: {args.kind} from {args.pretrained} ({model.unet.num_parameters() / 1e6:.1f} M UNet "
+        f"parameters, x0 {model.x0_shape}) -> {args.out}"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .runtime import set_threads
 
     set_threads(args.threads)
     import torch
 
-    from .data.pairs import load_pair_data
+    from .data.pairs import LazyPairs, load_pair_data
     from .methods.inversion import InversionSettings
     from .methods.objectives import SFT, Preference
     from .models.bundle import load_model, save_derived_model
@@ -128,11 +146,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainSettings, train
 
     spec, clock = args.spec, Stopwatch()
-    cfg, seed = spec["method"], spec["seed"]
-    accelerator = make_accelerator(spec["device"])
+    cfg, seed, run = spec["method"], spec["seed"], spec["training"]
+    accelerator = make_accelerator(spec["device"], run["mixed_precision"])
     device = str(accelerator.device)
     model = load_model(args.init, device)
-    data = load_pair_data(args.pairs, model)
+    if run["gradient_checkpointing"]:
+        model.unet.enable_gradient_checkpointing()
+    data = load_pair_data(args.pairs, model) if spec["in_memory"] else LazyPairs(args.pairs, model)
     common = {
         "data": data,
         "abar": model.alphas_cumprod,
@@ -140,15 +160,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         "caption_dropout": cfg["caption_dropout"],
         "t_min": cfg["t_min"],
         "t_max": cfg["t_max"],
+        "eps_fn": model.eps,
     }
     if args.method == "sft":
         objective = SFT(model.unet, **common)
     else:
         inversion = InversionSettings(**cfg["inversion"]) if args.method == "inpo" else None
+        half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision)
         objective = Preference(
             model.unet,
             beta=cfg["beta"],
             inversion=inversion,
+            reference_dtype=half,
             timestep_offset=int(model.scheduler.config.steps_offset),
             **common,
         )
@@ -180,15 +203,17 @@ def cmd_train(args: argparse.Namespace) -> None:
             method=args.method,
             processes=accelerator.num_processes,
             config=cfg,
+            training=run,
             init=str(args.init),
             seed=seed,
             device=device,
+            mixed_precision=accelerator.mixed_precision,
             pairs=len(data),
             wall_seconds=clock.seconds(),
             final_loss=float(log["loss"].iloc[-1]),
         ),
     )
-    model.unet.to("cpu")
+    model.unet.to("cpu", torch.float32)
     save_derived_model(out, model.unet, args.init)  # last: model.json marks the directory complete
     summary = f"trained {args.method} for {len(log)} steps in {clock.seconds():.0f} s"
     if progress is not None:
@@ -234,11 +259,15 @@ def cmd_toy_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from .data.pickapic import prepare_pairs
+    from .data.pickapic import hub_shards, prepare_pairs
     from .runtime import Stopwatch, provenance, write_json
 
     clock = Stopwatch()
-    counts = prepare_pairs(args.shard, args.out, args.source)
+    if args.shard:
+        counts = prepare_pairs(args.shard, args.out, args.source)
+    else:  # stream the split from the hub: a shard is fetched when the previous one is done
+        shards = hub_shards(args.repo, args.split, args.max_shards, args.cache)
+        counts = prepare_pairs(shards, args.out, args.source, check=False)
     write_json(args.report, provenance(**counts, wall_seconds=clock.seconds()))
     print(
         f"prepared {counts['kept']} pairs from {counts['read']} rows "
@@ -250,13 +279,18 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from .runtime import set_threads
 
     set_threads(args.threads)
+    import torch
+
     from .models.bundle import load_model
     from .runtime import Stopwatch, pick_device, provenance, write_csv, write_json
     from .sample import SamplerSettings, generate, read_prompts, save_samples
 
     spec, clock = args.spec, Stopwatch()
     prompts = read_prompts(args.prompts)
-    model = load_model(args.model, pick_device(spec["device"]))
+    device = pick_device(spec["device"])
+    model = load_model(args.model, device)
+    dtype = spec["dtype"] if device.startswith("cuda") else "float32"  # half precision never on a CPU
+    model.to(device, {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype))
     settings = SamplerSettings(steps=spec["steps"], guidance=spec["guidance"], batch_size=spec["batch_size"])
     out = Path(args.out_dir)
     index = save_samples(generate(model, prompts, spec["seeds"], settings), out)
@@ -265,6 +299,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         provenance(
             **settings.describe(),
             seeds=spec["seeds"],
+            dtype=dtype,
             model=str(args.model),
             prompts=str(args.prompts),
             resolution=model.resolution,
@@ -446,13 +481,19 @@ def cmd_score(args: argparse.Namespace) -> None:
     from .runtime import set_threads
 
     set_threads(args.threads)
+    import gc
+
     import pandas as pd
 
     from .runtime import Stopwatch, pick_device, provenance, write_csv, write_json
     from .scorers import describe, load_scorer
     from .scorers.base import score_index
 
-    clock = Stopwatch()
+    if args.out and len(args.scorer) != 1:
+        raise SystemExit("--out takes one scorer; give --out-dir for several")
+    missing = [name for name in args.scorer if name not in args.spec]
+    if missing:
+        raise SystemExit(f"--spec has no entry for {missing}; it maps each scorer to its settings")
     if args.samples:
         folder = Path(args.samples)
         index = pd.read_csv(folder / "index.csv", dtype={"prompt_id": str})
@@ -463,27 +504,30 @@ def cmd_score(args: argparse.Namespace) -> None:
             {"prompt_id": [Path(f).stem for f in files], "seed": 0, "prompt": args.prompt, "file": files}
         )
     device = pick_device(args.device)
-    scorer = load_scorer(args.scorer, args.spec, device, args.dtype)
-    scores = score_index(scorer, index, folder, args.batch_size)
-    if not args.samples:
-        scores = scores.assign(file=index.file.to_numpy())
-    write_csv(args.out, scores)
-    write_json(
-        Path(args.out).with_suffix(".json"),
-        provenance(
-            scorer=args.scorer,
-            meaning=describe(args.scorer),
-            config=args.spec,
-            device=device,
-            dtype=args.dtype,
-            images=len(scores),
-            source=str(folder),
-            wall_seconds=clock.seconds(),
-        ),
-    )
-    print(
-        f"{args.scorer}: {len(scores)} images, mean {scores.score.mean():.4f} in {clock.seconds():.1f} s -> {args.out}"
-    )
+    for name in args.scorer:  # one scorer at a time: each model is loaded once and freed before the next
+        clock = Stopwatch()
+        scorer = load_scorer(name, args.spec[name], device, args.dtype)
+        scores = score_index(scorer, index, folder, args.batch_size)
+        del scorer
+        gc.collect()
+        if not args.samples:
+            scores = scores.assign(file=index.file.to_numpy())
+        out = Path(args.out) if args.out else Path(args.out_dir) / f"{name}.csv"
+        write_json(
+            out.with_suffix(".json"),
+            provenance(
+                scorer=name,
+                meaning=describe(name),
+                config=args.spec[name],
+                device=device,
+                dtype=args.dtype,
+                images=len(scores),
+                source=str(folder),
+                wall_seconds=clock.seconds(),
+            ),
+        )
+        write_csv(out, scores)
+        print(f"{name}: {len(scores)} images, mean {scores.score.mean():.4f} in {clock.seconds():.1f} s -> {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -514,11 +558,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
     p.add_argument("--threads", type=int, default=1)
 
+    p = add("smoke-assets", cmd_smoke_assets, "tiny SD/SDXL pipelines, Pick-a-Pic shard, prompt files, scorers")
+    p.add_argument("--out", required=True)
+
+    p = add("base-model", cmd_base_model, "describe a pretrained Stable Diffusion base as a model directory")
+    p.add_argument("--kind", required=True, choices=["sd", "sdxl"])
+    p.add_argument("--pretrained", required=True, help="diffusers pipeline directory or hub id")
+    p.add_argument("--vae", help="another VAE directory or hub id")
+    p.add_argument("--resolution", type=int, required=True)
+    p.add_argument("--out", required=True)
+
     p = add("train", cmd_train, "train an aligned model (sft, dpo, inpo) on preference pairs")
     p.add_argument("--method", required=True, choices=["sft", "dpo", "inpo"])
     p.add_argument("--init", required=True, help="model directory the policy and reference start from")
     p.add_argument("--pairs", required=True, help="pairs.parquet")
-    p.add_argument("--spec", type=_spec, required=True, help='{"method": {...}, "progress_eval", "seed", "device"}')
+    p.add_argument(
+        "--spec",
+        type=_spec,
+        required=True,
+        help='{"method": {...}, "training", "in_memory", "progress_eval", "seed", "device"}',
+    )
     p.add_argument("--world", help="world.json: measure the model with the toy oracle during training")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
@@ -532,7 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
 
     p = add("prepare", cmd_prepare, "Pick-a-Pic shards -> pairs.parquet (ties removed, corrupt pairs dropped)")
-    p.add_argument("--shard", action="append", required=True, help="parquet shard (repeatable)")
+    p.add_argument("--shard", action="append", help="local parquet shard (repeatable); none: stream from the hub")
+    p.add_argument("--repo", default="yuvalkirstain/pickapic_v2", help="hub dataset to stream shards from")
+    p.add_argument("--split", default="train")
+    p.add_argument("--max-shards", type=int, default=0, help="first N shards of the split (0: all)")
+    p.add_argument("--cache", default="resources/pickapic_v2", help="where downloaded shards are kept")
     p.add_argument("--out", required=True)
     p.add_argument("--report", required=True, help="prepare.json with the counts")
     p.add_argument("--source", required=True, help="label source recorded in every pair")
@@ -595,19 +658,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vision-heads", type=int, default=16, help="attention heads of the ViT (ViT-L/16: 16)")
     p.add_argument("--out", required=True)
 
-    p = add("score", cmd_score, "score a samples folder (index.csv) or a folder of images with any model scorer")
+    p = add("score", cmd_score, "score a samples folder (index.csv) or a folder of images with model scorers")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--samples", help="a samples folder with index.csv")
     where.add_argument("--images", help="a folder of images, all scored against --prompt")
     p.add_argument("--prompt", default="", help="prompt of every image of --images")
-    p.add_argument("--scorer", required=True)
+    p.add_argument("--scorer", action="append", required=True, help="scorer name (repeatable)")
     p.add_argument(
         "--spec",
         type=_spec,
         required=True,
-        help='what load_scorer needs, e.g. {"model": DIR, "processor": DIR} for pickscore',
+        help='scorer -> what load_scorer needs, e.g. {"pickscore": {"model": DIR, "processor": DIR}}',
     )
-    p.add_argument("--out", required=True, help="CSV: prompt_id, seed, score (+ file for --images)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="CSV of the one scorer: prompt_id, seed, score (+ file for --images)")
+    out.add_argument("--out-dir", help="folder for <scorer>.csv of each scorer")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])

@@ -91,6 +91,24 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
             )
     if model["text_hidden_size"] % model["text_heads"]:
         problems.append("config key toy_model.text_heads: must divide toy_model.text_hidden_size")
+    toy = config["base"]["kind"] == "toy"
+    if toy != (config["data"]["source"] == "toy"):
+        problems.append(
+            "config keys base.kind / data.source: the toy base goes with toy data, a pretrained "
+            "Stable Diffusion base with Pick-a-Pic"
+        )
+    if not toy and not config["base"]["pretrained"]:
+        problems.append("config key base.pretrained: a sd / sdxl base needs a pipeline directory or hub id")
+    if not toy:
+        from .data.prompts import TOY_PROMPT_SETS
+        from .scorers import ORACLE_SCORERS
+
+        for name in config["eval"]["promptsets"]:
+            if name in TOY_PROMPT_SETS:
+                problems.append(f"config key eval.promptsets: {name} exists only in the toy world")
+        for name in config["eval"]["scorers"]:
+            if name in ORACLE_SCORERS:
+                problems.append(f"config key eval.scorers: {name} scores only toy-world images")
     for method in ("sft", "dpo", "inpo"):
         cfg = config[method]
         if cfg["t_min"] > cfg["t_max"]:

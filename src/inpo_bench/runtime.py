@@ -36,13 +36,14 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def make_accelerator(requested: str = "auto") -> Any:
+def make_accelerator(requested: str = "auto", mixed_precision: str = "no") -> Any:
     """The accelerate handle of a training job: one process, or one per GPU / CPU rank under
-    `accelerate launch` (which sets the distributed environment); its .device is this process's device."""
+    `accelerate launch` (which sets the distributed environment); its .device is this process's device.
+    Mixed precision applies on CUDA only (autocast on a CPU would slow the toy world down for nothing)."""
     from accelerate import Accelerator
 
     device = pick_device(requested)
-    return Accelerator(cpu=device == "cpu")
+    return Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision if device != "cpu" else "no")
 
 
 def versions() -> dict[str, str]:

@@ -45,7 +45,7 @@ def denoise(
     x = noise
     context = torch.cat([uncond, cond])
     for i, t in enumerate(grid):
-        eps_u, eps_c = model.unet(torch.cat([x, x]), t, encoder_hidden_states=context).sample.chunk(2)
+        eps_u, eps_c = model.eps(model.unet, torch.cat([x, x]), t, context).chunk(2)
         eps = eps_u + settings.guidance * (eps_c - eps_u)
         abar_next = abar[grid[i + 1]] if i + 1 < len(grid) else final_abar
         x = ddim_step(x, eps, abar[t], abar_next)
@@ -60,7 +60,7 @@ def generate(
     unique = list(dict.fromkeys(p for _, p in prompts))
     with torch.no_grad():
         embeddings = dict(zip(unique, model.encode_prompts(unique)))
-        empty = model.encode_prompts([""])[0]
+        empty = model.null_context()
     jobs = [(pid, seed, prompt) for pid, prompt in prompts for seed in seeds]
     for start in range(0, len(jobs), settings.batch_size):
         batch = jobs[start : start + settings.batch_size]

@@ -24,11 +24,17 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 OUT = f"results/{config['run']}"
+TOY = config["base"]["kind"] == "toy"
+BASE_MODEL = f"{OUT}/models/base/model.json"
+PAIR_SOURCE = "toy-oracle-bradley-terry" if TOY else "pickapic_v2"
+# the smoke config builds its stand-in downloads first; every rule that reads them waits for this file
+SMOKE = ["resources/smoke/manifest.json"] if config["smoke"] else []
 ENV = f"../../envs/{config['software_env']}.yaml"
 METHODS = ["sft", "dpo", "inpo"]
 MODELS = ["base", *METHODS]
 PROMPTSETS = config["eval"]["promptsets"]
 SCORERS = config["eval"]["scorers"]
+MODEL_SCORERS_USED = [name for name in SCORERS if name in MODEL_SCORERS]
 
 
 wildcard_constraints:
@@ -38,7 +44,6 @@ wildcard_constraints:
     model=r"[A-Za-z0-9_.~/-]+",
     promptset=r"[^/]+",
     scorer=r"[^/]+",
-    model_scorer="|".join(MODEL_SCORERS),
     prepared_scorer="|".join(PREPARED_SCORERS),
 
 
@@ -55,14 +60,62 @@ def promptset_inputs(wildcards):
     if wildcards.promptset in TOY_PROMPTSETS:
         return {"world": f"{OUT}/world.json"}
     source = config["prompts"].get(REAL_PROMPTSETS[wildcards.promptset].source)
-    return {"source": source} if source else {}
+    return (
+        {"smoke": SMOKE} if config["smoke"] else ({"source": source} if source else {})
+    )
 
 
-def prepared_scorer_input(wildcards):
+def pair_shards(wildcards):
+    """The parquet shards prepare_pairs reads: the toy world's, local Pick-a-Pic ones, or none (it downloads)."""
+    if TOY:
+        return {"shards": [f"{OUT}/data/raw/toy-pickapic-00000.parquet"]}
+    shards = config["data"]["pickapic"]["shards"]
+    return {"smoke": SMOKE, **({"shards": shards} if shards else {})}
+
+
+def train_inputs(wildcards):
+    cfg = method_config(wildcards.aligned)
+    inputs = {
+        "init": f"{OUT}/models/{cfg['init']}/model.json",
+        "base": BASE_MODEL,
+        "pairs": f"{OUT}/data/pairs.parquet",
+    }
+    if TOY:
+        inputs["world"] = f"{OUT}/world.json"
+    return inputs
+
+
+def launcher(wildcards, resources):
+    """One process, or accelerate with one process per GPU when the job has several (resources.gpu)."""
+    gpus = int(resources.gpu)
+    if gpus <= 1:
+        return "python -m inpo_bench"
+    precision = config["training"]["mixed_precision"]
+    return (
+        f"accelerate launch --multi_gpu --num_processes {gpus} --num_machines 1 --mixed_precision {precision}"
+        " --dynamo_backend no -m inpo_bench"
+    )
+
+
+def prepared_scorer_inputs(wildcards):
     """Scorers with converted or fetched weights read them from resources/scorers/<name>/."""
-    if wildcards.model_scorer in PREPARED_SCORERS:
-        return {"prepared": f"resources/scorers/{wildcards.model_scorer}/scorer.json"}
-    return {}
+    return {
+        name: f"resources/scorers/{name}/scorer.json"
+        for name in MODEL_SCORERS_USED
+        if name in PREPARED_SCORERS
+    }
+
+
+def scorer_runtime_configs(input):
+    """What each model scorer loads, with prepared files in place of the upstream ones."""
+    return {
+        name: runtime_config(
+            name,
+            config["scorers"][name],
+            os.path.dirname(input[name]) if name in PREPARED_SCORERS else None,
+        )
+        for name in MODEL_SCORERS_USED
+    }
 
 
 def score_files(models):

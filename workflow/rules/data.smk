@@ -1,14 +1,59 @@
-rule world:
-    output:
-        f"{OUT}/world.json",
-    log:
-        f"{OUT}/logs/world.log",
-    conda:
-        ENV
-    params:
-        spec=spec(world=config["world"], seed=config["seed"]),
-    shell:
-        "python -m inpo_bench world --spec {params.spec:q} --out {output} > {log} 2>&1"
+# Data: the toy world and its preference pairs, or Pick-a-Pic v2; prompt sets for evaluation.
+
+if config["smoke"]:
+
+    rule smoke_assets:
+        output:
+            manifest="resources/smoke/manifest.json",
+            pickapic="resources/smoke/pickapic_v2/data/train-00000-of-00001.parquet",
+        log:
+            "resources/smoke.log",
+        conda:
+            ENV
+        params:
+            out_dir=folder("output.manifest"),
+        shell:
+            "python -m inpo_bench smoke-assets --out {params.out_dir} > {log} 2>&1"
+
+
+if TOY:
+
+    rule world:
+        output:
+            f"{OUT}/world.json",
+        log:
+            f"{OUT}/logs/world.log",
+        conda:
+            ENV
+        params:
+            spec=spec(world=config["world"], seed=config["seed"]),
+        shell:
+            "python -m inpo_bench world --spec {params.spec:q} --out {output} > {log} 2>&1"
+
+    rule toy_pickapic:
+        input:
+            model=BASE_MODEL,
+            world=f"{OUT}/world.json",
+        output:
+            f"{OUT}/data/raw/toy-pickapic-00000.parquet",
+        log:
+            f"{OUT}/logs/toy_pickapic.log",
+        benchmark:
+            f"{OUT}/benchmarks/toy_pickapic.tsv"
+        conda:
+            ENV
+        threads: 2
+        params:
+            model=folder("input.model"),
+            spec=spec(
+                preferences=config["preferences"],
+                seed=config["seed"],
+                device=config["device"],
+                batch_size=config["sample"]["batch_size"],
+            ),
+        shell:
+            "python -m inpo_bench toy-pairs --model {params.model} --world {input.world} --spec {params.spec:q}"
+            " --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule promptset:
@@ -31,44 +76,31 @@ rule promptset:
         " --out {output.csv} > {log} 2>&1"
 
 
-rule toy_pickapic:
-    input:
-        model=f"{OUT}/models/base/model.json",
-        world=rules.world.output[0],
-    output:
-        f"{OUT}/data/raw/toy-pickapic-00000.parquet",
-    log:
-        f"{OUT}/logs/toy_pickapic.log",
-    benchmark:
-        f"{OUT}/benchmarks/toy_pickapic.tsv"
-    conda:
-        ENV
-    threads: 2
-    params:
-        model=folder("input.model"),
-        spec=spec(
-            preferences=config["preferences"],
-            seed=config["seed"],
-            device=config["device"],
-            batch_size=config["sample"]["batch_size"],
-        ),
-    shell:
-        "python -m inpo_bench toy-pairs --model {params.model} --world {input.world} --spec {params.spec:q}"
-        " --out {output} --threads {threads} > {log} 2>&1"
-
-
 rule prepare_pairs:
     input:
-        shards=rules.toy_pickapic.output,
+        unpack(pair_shards),
     output:
         pairs=f"{OUT}/data/pairs.parquet",
         report=f"{OUT}/data/prepare.json",
     log:
         f"{OUT}/logs/prepare_pairs.log",
+    benchmark:
+        f"{OUT}/benchmarks/prepare_pairs.tsv"
     conda:
         ENV
     params:
-        shards=lambda wc, input: " ".join(f"--shard {s}" for s in input.shards),
+        source=PAIR_SOURCE,
+        shards=lambda wc, input: (
+            " ".join(f"--shard {s}" for s in input.shards)
+            if "shards" in input.keys()
+            else ""
+        ),
+        hub=spec(**config["data"]["pickapic"]),
+        repo=config["data"]["pickapic"]["repo"],
+        split=config["data"]["pickapic"]["split"],
+        max_shards=config["data"]["pickapic"]["max_shards"],
+        cache=config["data"]["pickapic"]["cache"],
     shell:
-        "python -m inpo_bench prepare {params.shards} --out {output.pairs} --report {output.report}"
-        " --source toy-oracle-bradley-terry > {log} 2>&1"
+        "python -m inpo_bench prepare {params.shards} --repo {params.repo} --split {params.split}"
+        " --max-shards {params.max_shards} --cache {params.cache} --out {output.pairs}"
+        " --report {output.report} --source {params.source} > {log} 2>&1"

@@ -4,9 +4,37 @@ FIGURES = f"{OUT}/figures"
 
 rule tables:
     input:
+        **(
+            {"evals": expand(f"{OUT}/models/{{model}}/eval_log.csv", model=METHODS)}
+            if TOY
+            else {}
+        ),
         scores=score_files(MODELS),
-        evals=expand(f"{OUT}/models/{{model}}/eval_log.csv", model=METHODS),
     output:
+        **(
+            {
+                "curves": report(
+                    f"{TABLES}/training_curves.csv",
+                    caption="../report/training_curves.rst",
+                    category="Tables",
+                ),
+                "curves_md": f"{TABLES}/training_curves.md",
+                "steps": report(
+                    f"{TABLES}/steps_to_reward.csv",
+                    caption="../report/steps_to_reward.rst",
+                    category="Tables",
+                ),
+                "steps_md": f"{TABLES}/steps_to_reward.md",
+                "claims": report(
+                    f"{TABLES}/paper_claims.csv",
+                    caption="../report/paper_claims.rst",
+                    category="Tables",
+                ),
+                "claims_md": f"{TABLES}/paper_claims.md",
+            }
+            if TOY
+            else {}
+        ),
         means=report(
             f"{TABLES}/mean_scores.csv",
             caption="../report/mean_scores.rst",
@@ -19,35 +47,21 @@ rule tables:
             category="Tables",
         ),
         wins_md=f"{TABLES}/win_rates.md",
-        curves=report(
-            f"{TABLES}/training_curves.csv",
-            caption="../report/training_curves.rst",
-            category="Tables",
-        ),
-        curves_md=f"{TABLES}/training_curves.md",
-        steps=report(
-            f"{TABLES}/steps_to_reward.csv",
-            caption="../report/steps_to_reward.rst",
-            category="Tables",
-        ),
-        steps_md=f"{TABLES}/steps_to_reward.md",
-        claims=report(
-            f"{TABLES}/paper_claims.csv",
-            caption="../report/paper_claims.rst",
-            category="Tables",
-        ),
-        claims_md=f"{TABLES}/paper_claims.md",
     log:
         f"{OUT}/logs/tables/tables.log",
     conda:
         ENV
     params:
         out_dir=folder("output.means"),
-        models=lambda wc, input: [os.path.dirname(p) for p in input.evals],
+        models=lambda wc, input: (
+            "--models " + " ".join(os.path.dirname(p) for p in input.evals)
+            if "evals" in input.keys()
+            else ""
+        ),
         comparisons=config["tables"]["comparisons"],
         seed=config["seed"],
     shell:
-        "python -m inpo_bench tables --scores {input.scores} --models {params.models}"
+        "python -m inpo_bench tables --scores {input.scores} {params.models}"
         " --comparisons {params.comparisons} --out-dir {params.out_dir} --seed {params.seed} > {log} 2>&1"
 
 
@@ -79,21 +93,27 @@ rule ablation_table:
 
 rule figures:
     input:
-        wins=rules.tables.output.wins,
-        curves=rules.tables.output.curves,
+        **({"curves": f"{TABLES}/training_curves.csv"} if TOY else {}),
+        wins=f"{TABLES}/win_rates.csv",
         samples=expand(
             f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
             model=MODELS,
             promptset=PROMPTSETS,
         ),
     output:
+        **(
+            {
+                "curves": report(
+                    f"{FIGURES}/training_curves.png",
+                    caption="../report/figures.rst",
+                    category="Figures",
+                )
+            }
+            if TOY
+            else {}
+        ),
         wins=report(
             f"{FIGURES}/win_rates.png",
-            caption="../report/figures.rst",
-            category="Figures",
-        ),
-        curves=report(
-            f"{FIGURES}/training_curves.png",
             caption="../report/figures.rst",
             category="Figures",
         ),
@@ -108,6 +128,9 @@ rule figures:
         ENV
     params:
         out_dir=folder("output.wins"),
+        curves=lambda wc, input: (
+            f"--curves {input.curves}" if "curves" in input.keys() else ""
+        ),
         # samples/<model>/<promptset>/index.csv -> samples/
         samples_root=lambda wc, input: os.path.dirname(
             os.path.dirname(os.path.dirname(input.samples[0]))
@@ -116,7 +139,7 @@ rule figures:
         promptsets=PROMPTSETS,
         grid_images=config["tables"]["grid_images"],
     shell:
-        "python -m inpo_bench figures --win-rates {input.wins} --curves {input.curves}"
+        "python -m inpo_bench figures --win-rates {input.wins} {params.curves}"
         " --samples-root {params.samples_root} --grid-models {params.models} --promptsets {params.promptsets}"
         " --grid-images {params.grid_images} --out-dir {params.out_dir} > {log} 2>&1"
 

@@ -1,7 +1,7 @@
 rule sample:
     input:
         model=f"{OUT}/models/{{model}}/model.json",
-        components=f"{OUT}/models/base/model.json",  # aligned models load their text encoder from the base
+        components=BASE_MODEL,  # aligned models load their text encoder (and VAE) from the base
         prompts=f"{OUT}/prompts/{{promptset}}.csv",
     output:
         index=f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
@@ -13,6 +13,8 @@ rule sample:
     conda:
         ENV
     threads: 1
+    resources:
+        gpu=config["gpus"]["sample"],
     params:
         model=folder("input.model"),
         out_dir=folder("output.index"),

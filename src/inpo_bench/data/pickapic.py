@@ -12,6 +12,7 @@ true rewards, as the toy world's do).
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,16 @@ def check_shards(shards: Iterable[str | Path]) -> list[Path]:
 
 
 def prepare_pairs(
-    shards: Iterable[str | Path], out_path: str | Path, source: str, batch_rows: int = 256
+    shards: Iterable[str | Path], out_path: str | Path, source: str, batch_rows: int = 256, check: bool = True
 ) -> dict[str, Any]:
-    """Stream shards into pairs.parquet; return the counts for prepare.json."""
-    paths = check_shards(shards)
-    with_rewards = all("true_reward_0" in pq.ParquetFile(p).schema_arrow.names for p in paths)
+    """Stream shards into pairs.parquet; return the counts for prepare.json.
+
+    With `check` every shard's footer is opened before any work (local files); otherwise `shards` may be a lazy
+    iterable (hub downloads) and each shard is checked when it arrives.
+    """
+    paths = check_shards(shards) if check else shards
+    first, paths = _peek(paths)
+    with_rewards = "true_reward_0" in pq.ParquetFile(check_shards([first])[0]).schema_arrow.names
     schema = PAIRS_SCHEMA
     if with_rewards:
         for field in REWARD_FIELDS:
@@ -82,7 +88,7 @@ def prepare_pairs(
         "corrupt_dropped": 0,
         "kept": 0,
         "corrupt_pair_ids": [],
-        "shards": [str(p) for p in paths],
+        "shards": [],
         "source": source,
     }
     out_path = Path(out_path)
@@ -91,6 +97,10 @@ def prepare_pairs(
     columns = list(REQUIRED) + (["true_reward_0", "true_reward_1"] if with_rewards else [])
     with pq.ParquetWriter(tmp, schema) as writer:
         for path in paths:
+            path = check_shards([path])[0]
+            if ("true_reward_0" in pq.ParquetFile(path).schema_arrow.names) != with_rewards:
+                raise DataError(f"{path}: some shards carry true rewards and others do not")
+            counts["shards"].append(str(path))
             row_index = 0
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
                 out: dict[str, list[Any]] = {name: [] for name in schema.names}
@@ -123,6 +133,31 @@ def prepare_pairs(
                     writer.write_table(pa.table(out, schema=schema))
     if counts["kept"] == 0:
         tmp.unlink(missing_ok=True)
-        raise DataError(f"no usable pairs in {[str(p) for p in paths]}: {counts}")
+        raise DataError(f"no usable pairs in {counts['shards']}: {counts}")
     tmp.replace(out_path)
     return counts
+
+
+def hub_shards(repo: str, split: str, max_shards: int, cache: str | Path) -> Iterable[Path]:
+    """The parquet shards of a split of a hub dataset, downloaded one at a time as they are consumed."""
+    from huggingface_hub import hf_hub_download, list_repo_files
+
+    files = sorted(
+        f
+        for f in list_repo_files(repo, repo_type="dataset")
+        if f.startswith(f"data/{split}-") and f.endswith(".parquet")
+    )
+    if not files:
+        raise DataError(f"hub dataset {repo} has no data/{split}-*.parquet shards")
+    for name in files[: max_shards or None]:
+        yield Path(hf_hub_download(repo, name, repo_type="dataset", local_dir=cache))
+
+
+def _peek(items: Iterable[Any]) -> tuple[Any, Iterable[Any]]:
+    """The first item of an iterable and an iterable that still yields it."""
+    iterator = iter(items)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        raise DataError("no Pick-a-Pic shards given") from None
+    return first, itertools.chain([first], iterator)

@@ -9,6 +9,7 @@ loss inside forward() lets DistributedDataParallel wrap the objective as one mod
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,14 +84,34 @@ class PairData:
     def __len__(self) -> int:
         return len(self.x0_w)
 
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.x0_w[indices], self.x0_l[indices], self.context[self.caption_index[indices]]
+
+
+def plain_eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """A UNet conditioned on text alone (the toy model, SD 1.x/2.x); SDXL passes T2IModel.eps instead."""
+    return unet(x, t, encoder_hidden_states=context).sample
+
 
 class _PairObjective(nn.Module):
-    """Shared drawing of (pair indices, caption dropout, timesteps) for SFT, Diffusion-DPO and DDIM-InPO."""
+    """Shared drawing of (pair indices, caption dropout, timesteps) for SFT, Diffusion-DPO and DDIM-InPO.
+
+    `data` is a PairData or any source with `len`, `batch(indices)` and `empty` (data.pairs.LazyPairs);
+    `eps_fn(unet, x, t, context)` calls a UNet with the model kind's conditioning (T2IModel.eps).
+    """
 
     def __init__(
-        self, data: PairData, abar: torch.Tensor, batch_size: int, caption_dropout: float, t_min: int, t_max: int
+        self,
+        data: PairData,
+        abar: torch.Tensor,
+        batch_size: int,
+        caption_dropout: float,
+        t_min: int,
+        t_max: int | None,
+        eps_fn: Callable[..., torch.Tensor],
     ) -> None:
         super().__init__()
+        t_max = len(abar) - 1 if t_max is None else t_max
         if not 0 <= t_min <= t_max < len(abar):
             raise ValueError(f"timestep range [{t_min}, {t_max}] must lie within [0, {len(abar) - 1}]")
         self.data = data
@@ -98,14 +119,16 @@ class _PairObjective(nn.Module):
         self.batch_size = batch_size
         self.caption_dropout = caption_dropout
         self.t_min, self.t_max = t_min, t_max
+        self.eps_fn = eps_fn
 
-    def _draw_common(self, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _draw_common(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         b = self.batch_size
         idx = torch.randint(len(self.data), (b,), generator=generator)
-        context = self.data.context[self.data.caption_index[idx]].clone()
-        context[torch.rand(b, generator=generator) < self.caption_dropout] = self.data.empty
+        x0_w, x0_l, context = self.data.batch(idx)
+        context = context.clone()
+        context[torch.rand(b, generator=generator) < self.caption_dropout] = self.data.empty.to(context)
         t = torch.randint(self.t_min, self.t_max + 1, (b,), generator=generator)
-        return idx, {"context": context, "t": t}
+        return x0_w, x0_l, {"context": context, "t": t}
 
 
 class SFT(_PairObjective):
@@ -122,22 +145,22 @@ class SFT(_PairObjective):
         caption_dropout: float,
         t_min: int = 0,
         t_max: int | None = None,
+        eps_fn: Callable[..., torch.Tensor] = plain_eps,
     ) -> None:
-        super().__init__(data, abar, batch_size, caption_dropout, t_min, len(abar) - 1 if t_max is None else t_max)
+        super().__init__(data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
         self.policy = unet
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"unet": self.policy}
 
     def draw(self, generator: torch.Generator) -> dict[str, Any]:
-        idx, batch = self._draw_common(generator)
-        x0 = self.data.x0_w[idx]
+        x0, _, batch = self._draw_common(generator)
         return {**batch, "x0": x0, "noise": torch.randn(x0.shape, generator=generator)}
 
     def forward(
         self, x0: torch.Tensor, context: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        eps = self.policy(add_noise(x0, noise, self.abar[t]), t, encoder_hidden_states=context).sample
+        eps = self.eps_fn(self.policy, add_noise(x0, noise, self.abar[t]), t, context)
         loss = epsilon_loss(eps, noise)
         return loss, {"model_mse": float(loss.detach())}
 
@@ -163,11 +186,16 @@ class Preference(_PairObjective):
         t_max: int | None = None,
         inversion: InversionSettings | None = None,
         timestep_offset: int = 1,
+        eps_fn: Callable[..., torch.Tensor] = plain_eps,
+        reference_dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(data, abar, batch_size, caption_dropout, t_min, len(abar) - 1 if t_max is None else t_max)
+        super().__init__(data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
         self.policy = unet
-        # the frozen reference starts equal to the policy; kept out of the parameters the optimiser sees
+        # the frozen reference starts equal to the policy; kept out of the parameters the optimiser sees, and in
+        # half precision under mixed-precision training, as the official scripts keep it
         self.reference = copy.deepcopy(unet).requires_grad_(False).eval()
+        if reference_dtype is not None:
+            self.reference.to(reference_dtype)
         self.beta = beta
         self.inversion = inversion
         self.timestep_offset = timestep_offset
@@ -177,13 +205,12 @@ class Preference(_PairObjective):
         return {"unet": self.policy}
 
     def draw(self, generator: torch.Generator) -> dict[str, Any]:
-        idx, batch = self._draw_common(generator)
-        x0_w, x0_l = self.data.x0_w[idx], self.data.x0_l[idx]
+        x0_w, x0_l, batch = self._draw_common(generator)
         if self.inversion is None:
             extra = {"noise": torch.randn(x0_w.shape, generator=generator)}  # shared by winner and loser
         else:
             steps = max_steps(len(self.abar), self.inversion)
-            extra = {"eta_noise": torch.randn((steps, 2 * len(idx), *x0_w.shape[1:]), generator=generator)}
+            extra = {"eta_noise": torch.randn((steps, 2 * len(x0_w), *x0_w.shape[1:]), generator=generator)}
         return {**batch, "x0_w": x0_w, "x0_l": x0_l, **extra}
 
     def _inversion_eps(self, context: torch.Tensor) -> Any:
@@ -194,12 +221,10 @@ class Preference(_PairObjective):
         def eps_fn(x: torch.Tensor, timesteps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             ctx = context[index]
             if guidance == 1.0:
-                return unet(x, timesteps, encoder_hidden_states=ctx).sample
-            both = unet(
-                torch.cat([x, x]),
-                torch.cat([timesteps, timesteps]),
-                encoder_hidden_states=torch.cat([empty.expand_as(ctx), ctx]),
-            ).sample
+                return self.eps_fn(unet, x, timesteps, ctx)
+            both = self.eps_fn(
+                unet, torch.cat([x, x]), torch.cat([timesteps, timesteps]), torch.cat([empty.expand_as(ctx), ctx])
+            )
             eps_u, eps_c = both.chunk(2)
             return eps_u + guidance * (eps_c - eps_u)
 
@@ -229,9 +254,9 @@ class Preference(_PairObjective):
                 )
             target = inpo_target(x_t, x0, abar_t)
             extra["inversion_evals"] = float(evaluations)
-        pred = self.policy(x_t, t2, encoder_hidden_states=context2).sample
+        pred = self.eps_fn(self.policy, x_t, t2, context2)
         with torch.no_grad():
-            ref = self.reference(x_t, t2, encoder_hidden_states=context2).sample
+            ref = self.eps_fn(self.reference, x_t, t2, context2)
         model_mse, ref_mse = per_sample_mse(pred, target), per_sample_mse(ref, target)
         losses, inside = dpo_loss(model_mse[:b], model_mse[b:], ref_mse[:b], ref_mse[b:], self.beta)
         return losses.mean(), {

@@ -1,12 +1,23 @@
 """One text-to-image model on disk: `model.json` plus diffusers / transformers `save_pretrained` folders.
 
-A model directory holds its own `unet/` when it was trained here, and names where the frozen components
-(text encoder, tokenizer, scheduler) come from: itself (the toy base), the base model's directory (every model
-trained from it, as a path relative to the model directory) or a pretrained pipeline (a local path or hub id).
-So an aligned model is a UNet on top of its base, like the public DPO and InPO checkpoints.
+A model directory holds its own `unet/` when it was trained here, and names where the frozen components come
+from: itself (the toy base), the base model's directory (every model trained from it, as a path relative to the
+model directory), or a pretrained Stable Diffusion pipeline (a local directory in the diffusers layout, or a hub
+id). So an aligned model is a UNet on top of its base, like the public DPO and InPO checkpoints.
 
 model.json:
     {"format": 1, "kind": "pixel", "resolution": 16, "components": ".", "unet": "unet"}
+    {"format": 1, "kind": "sd", "resolution": 512, "components": "runwayml/stable-diffusion-v1-5", "unet": null}
+    {"format": 1, "kind": "sdxl", "resolution": 1024, "components": "...", "unet": "unet",
+     "vae": "madebyollin/sdxl-vae-fp16-fix"}
+
+Kinds: `pixel` (the toy world: no autoencoder, one CLIP text encoder), `sd` (Stable Diffusion 1.x/2.x: VAE and one
+CLIP text encoder, its last hidden state), `sdxl` (two text encoders, their penultimate hidden states
+concatenated, the second's pooled embedding and the size/crop time ids as extra UNet conditioning).
+
+Text conditioning is one tensor per prompt, `context`. For SDXL it carries the pooled embedding as one extra
+row (zero-padded), so that everything downstream (batching, caption dropout, CFG) handles a single tensor and
+only `T2IModel.eps` needs to know the layout.
 """
 
 from __future__ import annotations
@@ -19,14 +30,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..errors import ModelError
 
 MODEL_FILE = "model.json"
 FORMAT_VERSION = 1
-KINDS = ("pixel",)
+KINDS = ("pixel", "sd", "sdxl")
 
 
 @dataclass
@@ -39,6 +50,10 @@ class T2IModel:
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
     scheduler: DDIMScheduler
+    vae: AutoencoderKL | None = None
+    text_encoder_2: CLIPTextModelWithProjection | None = None
+    tokenizer_2: CLIPTokenizer | None = None
+    zero_uncond: bool = False  # SDXL's force_zeros_for_empty_prompt: CFG's unconditional context is zeros
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
@@ -49,35 +64,104 @@ class T2IModel:
         return int(self.scheduler.config.num_train_timesteps)
 
     @property
-    def x0_shape(self) -> tuple[int, int, int]:
-        return (self.unet.config.in_channels, self.resolution, self.resolution)
+    def latent_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
 
-    def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        return self.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
+    @property
+    def x0_shape(self) -> tuple[int, int, int]:
+        side = self.resolution // self.latent_factor
+        return (self.unet.config.in_channels, side, side)
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self.text_encoder, self.text_encoder_2, self.vae) if m is not None]
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> T2IModel:
+        """Move everything to `device`; with `dtype`, the UNet and text encoders too (the VAE stays float32:
+        SD's VAEs overflow in float16)."""
+        for module in (self.unet, *self.frozen_modules()):
+            module.to(device)
+        if dtype is not None:
+            for module in (self.unet, self.text_encoder, self.text_encoder_2):
+                if module is not None:
+                    module.to(dtype)
+        return self
+
+    # --- text ---------------------------------------------------------------------------------------------
+
+    def tokenize(self, prompts: list[str], tokenizer: CLIPTokenizer | None = None) -> torch.Tensor:
+        tokenizer = tokenizer or self.tokenizer
+        return tokenizer(
+            prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
         ).input_ids
 
     def encode_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The first text encoder's last hidden state (pixel and sd kinds; differentiable for pretraining)."""
         return self.text_encoder(input_ids.to(self.text_encoder.device)).last_hidden_state
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        return self.encode_tokens(self.tokenize(prompts))
+        """Prompts -> context tensors (N, L, D); SDXL: (N, L + 1, D) with the pooled embedding as the last row."""
+        if self.kind != "sdxl":
+            return self.encode_tokens(self.tokenize(prompts))
+        device = self.text_encoder.device
+        first = self.text_encoder(self.tokenize(prompts).to(device), output_hidden_states=True)
+        second = self.text_encoder_2(self.tokenize(prompts, self.tokenizer_2).to(device), output_hidden_states=True)
+        hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+        pooled = torch.zeros_like(hidden[:, :1])
+        pooled[:, 0, : second.text_embeds.shape[-1]] = second.text_embeds
+        return torch.cat([hidden, pooled], dim=1)
 
-    def images_to_x0(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-        return x / 127.5 - 1.0
+    @torch.no_grad()
+    def null_context(self) -> torch.Tensor:
+        """The unconditional context of classifier-free guidance at sampling, (L, D)."""
+        context = self.encode_prompts([""])[0]
+        return torch.zeros_like(context) if self.zero_uncond else context
 
-    @staticmethod
-    def x0_to_images(x0: torch.Tensor) -> np.ndarray:
-        """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3), rounding to nearest."""
+    def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
+        """The noise prediction (float32) of `unet` (the policy, the reference or this model's own) for this kind.
+
+        Inputs are cast to the UNet's dtype, so a half-precision reference or sampler needs no special casing.
+        """
+        dtype = unet.dtype
+        x, context = x.to(dtype), context.to(dtype)
+        if self.kind != "sdxl":
+            return unet(x, t, encoder_hidden_states=context).sample.float()
+        pooled_dim = self.text_encoder_2.config.projection_dim
+        r = self.resolution
+        time_ids = torch.tensor([r, r, 0, 0, r, r], dtype=dtype, device=x.device).expand(len(x), 6)
+        extra = {"text_embeds": context[:, -1, :pooled_dim], "time_ids": time_ids}
+        return unet(x, t, encoder_hidden_states=context[:, :-1], added_cond_kwargs=extra).sample.float()
+
+    # --- images -------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def images_to_x0(self, images: np.ndarray, batch_size: int = 16) -> torch.Tensor:
+        """uint8 (N, H, W, 3) at the model's resolution -> x0: pixels in [-1, 1], or the VAE latent mean times
+        its scaling factor (deterministic, so latents can be computed once)."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        if self.vae is None:
+            return x
+        out = []
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size].to(self.vae.device, self.vae.dtype)
+            out.append(self.vae.encode(chunk).latent_dist.mean.float().cpu() * self.vae.config.scaling_factor)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def x0_to_images(self, x0: torch.Tensor) -> np.ndarray:
+        """x0 -> uint8 (N, H, W, 3), rounding to nearest."""
+        if self.vae is not None:
+            latents = x0.to(self.vae.device, self.vae.dtype) / self.vae.config.scaling_factor
+            x0 = self.vae.decode(latents).sample
         x = ((x0.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+# --- model directories ----------------------------------------------------------------------------------------
 
 
 def read_spec(model_dir: str | Path) -> dict[str, Any]:
@@ -90,37 +174,85 @@ def read_spec(model_dir: str | Path) -> dict[str, Any]:
     return spec
 
 
-def _components_location(model_dir: Path, spec: dict[str, Any]) -> Path:
-    location = model_dir / spec["components"]
-    if not location.is_dir():
-        raise ModelError(f"{model_dir / MODEL_FILE}: components directory {location} does not exist")
-    return location
+def _local_or_hub(model_dir: Path, location: str | None, what: str) -> str | None:
+    """A location relative to the model directory if it exists there, else an absolute path or a hub id."""
+    if location is None:
+        return None
+    local = model_dir / location
+    if local.exists():
+        return str(local)
+    if Path(location).is_absolute() or location.startswith(".") or location.count("/") != 1:
+        raise ModelError(f"{model_dir / MODEL_FILE}: {what} {location} does not exist")
+    return location  # a hub id: from_pretrained fetches it (or finds it in the hub cache)
+
+
+def _portable(location: str, from_dir: Path, to_dir: Path) -> str:
+    """Re-express a component location of from_dir's model.json for a model.json in to_dir."""
+    local = from_dir / location
+    return os.path.relpath(local, to_dir) if local.exists() else location
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> T2IModel:
     """Load a model directory; everything in eval mode on `device`."""
     model_dir = Path(model_dir)
     spec = read_spec(model_dir)
-    components = _components_location(model_dir, spec)
-    unet_dir = model_dir / spec["unet"] if spec.get("unet") else components / "unet"
-    for required in (unet_dir, components / "text_encoder", components / "tokenizer", components / "scheduler"):
-        if not required.is_dir():
-            raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {required}")
+    components = _local_or_hub(model_dir, spec["components"], "components")
+    unet_location = str(model_dir / spec["unet"]) if spec.get("unet") else components
+    unet_sub = None if spec.get("unet") else "unet"
+    if spec.get("unet") and not (model_dir / spec["unet"]).is_dir():
+        raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {model_dir / spec['unet']}")
+    if Path(components).is_dir():
+        for folder in ("text_encoder", "tokenizer", "scheduler"):
+            if not (Path(components) / folder).is_dir():
+                raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {Path(components) / folder}")
+    scheduler = DDIMScheduler.from_pretrained(components, subfolder="scheduler")
+    # DDIM on the model's training schedule; clip_sample would clamp latents (some SD1.5 configs lack the key)
+    scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=False, set_alpha_to_one=False)
     model = T2IModel(
         kind=spec["kind"],
         resolution=int(spec["resolution"]),
-        unet=UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True),
-        text_encoder=CLIPTextModel.from_pretrained(components / "text_encoder", use_safetensors=True),
-        tokenizer=CLIPTokenizer.from_pretrained(components / "tokenizer"),
-        scheduler=DDIMScheduler.from_pretrained(components / "scheduler"),
+        unet=UNet2DConditionModel.from_pretrained(unet_location, subfolder=unet_sub),
+        text_encoder=CLIPTextModel.from_pretrained(components, subfolder="text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(components, subfolder="tokenizer"),
+        scheduler=scheduler,
     )
-    model.unet.to(device).eval()
-    model.text_encoder.to(device).eval()
+    if spec["kind"] in ("sd", "sdxl"):
+        vae = _local_or_hub(model_dir, spec.get("vae"), "vae")
+        model.vae = (
+            AutoencoderKL.from_pretrained(vae) if vae else AutoencoderKL.from_pretrained(components, subfolder="vae")
+        )
+    if spec["kind"] == "sdxl":
+        model.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(components, subfolder="text_encoder_2")
+        model.tokenizer_2 = CLIPTokenizer.from_pretrained(components, subfolder="tokenizer_2")
+        model.zero_uncond = bool(spec.get("zero_uncond", True))
+    model.to(device)
+    for module in (model.unet, *model.frozen_modules()):
+        module.eval().requires_grad_(False)
+    model.unet.requires_grad_(True)  # trainers decide what trains; inference runs under no_grad anyway
     return model
 
 
+def write_base_spec(
+    model_dir: str | Path, kind: str, resolution: int, pretrained: str, vae: str | None = None, zero_uncond: bool = True
+) -> None:
+    """model.json of a pretrained Stable Diffusion base: every component from `pretrained` (a diffusers
+    pipeline directory or hub id), optionally another VAE (SDXL: the fp16-safe one)."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+
+    def relative(location: str) -> str:  # local paths relative to the model directory, hub ids as they are
+        return os.path.relpath(location, model_dir) if Path(location).exists() else location
+
+    spec = {"kind": kind, "resolution": resolution, "components": relative(pretrained), "unet": None}
+    if vae:
+        spec["vae"] = relative(vae)
+    if kind == "sdxl":
+        spec["zero_uncond"] = zero_uncond
+    _write_spec(model_dir, spec, None)
+
+
 def save_full_model(model_dir: str | Path, model: T2IModel, extra: dict[str, Any] | None = None) -> None:
-    """Save every component into model_dir (a base trained from scratch)."""
+    """Save every component into model_dir (a toy base trained from scratch)."""
     model_dir = Path(model_dir)
     model.unet.save_pretrained(model_dir / "unet")
     model.text_encoder.save_pretrained(model_dir / "text_encoder")
@@ -137,13 +269,14 @@ def save_derived_model(
     """Save a trained UNet whose frozen components are those of parent_dir (referenced, not copied)."""
     model_dir, parent_dir = Path(model_dir), Path(parent_dir)
     parent = read_spec(parent_dir)
-    components = os.path.relpath(_components_location(parent_dir, parent), model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    spec = {key: value for key, value in parent.items() if key != "format"}
+    spec["components"] = _portable(parent["components"], parent_dir, model_dir)
+    if parent.get("vae"):
+        spec["vae"] = _portable(parent["vae"], parent_dir, model_dir)
+    spec["unet"] = "unet"
     unet.save_pretrained(model_dir / "unet")
-    _write_spec(
-        model_dir,
-        {"kind": parent["kind"], "resolution": parent["resolution"], "components": components, "unet": "unet"},
-        extra,
-    )
+    _write_spec(model_dir, spec, extra)
 
 
 def _write_spec(model_dir: Path, spec: dict[str, Any], extra: dict[str, Any] | None) -> None:

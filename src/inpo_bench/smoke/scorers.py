@@ -1,4 +1,4 @@
-"""Tiny random scorer models in each upstream format, built offline by the tests.
+"""Tiny random scorer models in each upstream format, built offline (tests and the smoke config).
 
 - a transformers CLIP directory (model + CLIP tokenizer + PIL image processor): PickScore, CLIP score, the
   aesthetic backbone, and the architecture template of HPS;
