@@ -24,9 +24,7 @@ sys.path.insert(0, str(REPO / "src"))
 from inpo_bench.config import load_config  # noqa: E402
 from inpo_bench.methods.inversion import InversionSettings  # noqa: E402
 from inpo_bench.methods.objectives import SFT, PairData, Preference  # noqa: E402
-from inpo_bench.models.bundle import T2IModel  # noqa: E402
-from inpo_bench.models.tiny import build_scheduler, build_text_encoder, build_unet  # noqa: E402
-from inpo_bench.models.tokenizer import build_clip_tokenizer  # noqa: E402
+from inpo_bench.models.tiny import build_toy_model  # noqa: E402
 from inpo_bench.toyworld.world import World  # noqa: E402
 
 
@@ -48,15 +46,7 @@ def build(config: dict, method: str, pairs: int) -> tuple[torch.nn.Module, list[
     world = World.from_config(config["world"], config["seed"])
     arch = config["toy_model"]
     torch.manual_seed(0)
-    tokenizer = build_clip_tokenizer(world.words, arch["text_max_length"])
-    model = T2IModel(
-        "pixel",
-        world.resolution,
-        build_unet(arch, world.resolution),
-        build_text_encoder(arch, tokenizer),
-        tokenizer,
-        build_scheduler(arch),
-    )
+    model = build_toy_model(arch, world.words, world.resolution)
     g = torch.Generator().manual_seed(0)
     n = 256
     prompts = [c.prompt for c in world.seen]

@@ -54,21 +54,12 @@ def tiny_model_dir(tmp_path_factory, default_config, world) -> Path:
     """An untrained toy base (random weights), saved and reloaded through the real code."""
     import torch
 
-    from inpo_bench.models.bundle import T2IModel, save_full_model
-    from inpo_bench.models.tiny import build_scheduler, build_text_encoder, build_unet
-    from inpo_bench.models.tokenizer import build_clip_tokenizer
+    from inpo_bench.models.bundle import save_full_model
+    from inpo_bench.models.tiny import build_toy_model
 
     arch = default_config["toy_model"]
     torch.manual_seed(0)
-    tokenizer = build_clip_tokenizer(world.words, arch["text_max_length"])
-    model = T2IModel(
-        kind="pixel",
-        resolution=world.resolution,
-        unet=build_unet(arch, world.resolution),
-        text_encoder=build_text_encoder(arch, tokenizer),
-        tokenizer=tokenizer,
-        scheduler=build_scheduler(arch),
-    )
+    model = build_toy_model(arch, world.words, world.resolution)
     out = tmp_path_factory.mktemp("models") / "base"
     save_full_model(out, model)
     return out

@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from inpo_bench.methods.objectives import Pretrain
-from inpo_bench.models.bundle import T2IModel
-from inpo_bench.models.tiny import build_scheduler, build_text_encoder, build_unet
-from inpo_bench.models.tokenizer import build_clip_tokenizer
+from inpo_bench.models.tiny import build_toy_model
 from inpo_bench.train import TrainingDivergedError, TrainSettings, train
 
 ARCH = {
@@ -32,15 +30,7 @@ ARCH = {
 
 def make_objective(world, seed=0, batch_size=4):
     torch.manual_seed(seed)
-    tokenizer = build_clip_tokenizer(world.words, 16)
-    model = T2IModel(
-        kind="pixel",
-        resolution=16,
-        unet=build_unet(ARCH, 16),
-        text_encoder=build_text_encoder(ARCH, tokenizer),
-        tokenizer=tokenizer,
-        scheduler=build_scheduler(ARCH),
-    )
+    model = build_toy_model(ARCH, world.words, 16)
     images, captions = world.pretraining_set(32, {"noisy": 0.2, "blurred": 0.2, "off_centre": 0.2}, 0.2, seed=1)
     return Pretrain(model, images, captions, caption_dropout=0.2, batch_size=batch_size)
 

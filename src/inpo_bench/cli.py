@@ -57,9 +57,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     import torch
 
     from .methods.objectives import Pretrain
-    from .models.bundle import T2IModel, save_full_model
-    from .models.tiny import build_scheduler, build_text_encoder, build_unet
-    from .models.tokenizer import build_clip_tokenizer
+    from .models.bundle import save_full_model
+    from .models.tiny import build_toy_model
     from .runtime import Stopwatch, make_accelerator, provenance, write_csv, write_json
     from .scorers.oracle import OracleProgress
     from .toyworld.world import World
@@ -68,15 +67,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     spec, clock = args.spec, Stopwatch()
     world, arch, cfg, seed = World.load(args.world), spec["toy_model"], spec["pretrain"], spec["seed"]
     torch.manual_seed(seed)  # initial weights
-    tokenizer = build_clip_tokenizer(world.words, arch["text_max_length"])
-    model = T2IModel(
-        kind="pixel",
-        resolution=world.resolution,
-        unet=build_unet(arch, world.resolution),
-        text_encoder=build_text_encoder(arch, tokenizer),
-        tokenizer=tokenizer,
-        scheduler=build_scheduler(arch),
-    )
+    model = build_toy_model(arch, world.words, world.resolution)
     images, captions = world.pretraining_set(cfg["images"], cfg["nuisance"], cfg["wrong_caption_rate"], seed)
     accelerator = make_accelerator(spec["device"])
     device = str(accelerator.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -60,6 +61,15 @@ def provenance(**fields: Any) -> dict[str, Any]:
     """What every output records about how it was made."""
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     return {**fields, "versions": versions(), "threads": threads}
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MB blocks (checkpoints can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ A file whose prompt count differs from the table, or that does not parse, is an 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.request
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..runtime import sha256
 from ..toyworld.world import PROMPT_SETS as TOY_PROMPT_SETS
 from ..toyworld.world import World
 
@@ -52,10 +52,6 @@ REAL_SETS: dict[str, RealSet] = {
 
 def known_promptsets() -> list[str]:
     return [*TOY_PROMPT_SETS, *REAL_SETS]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_pickapic(path: Path) -> list[tuple[str, str]]:
@@ -152,7 +148,7 @@ def build_promptset(name: str, world: World | None, cfg: dict[str, Any]) -> tupl
     record = {
         "promptset": name,
         "source": str(path),
-        "sha256": {f.name: _sha256(f) for f in files if f.is_file()},
+        "sha256": {f.name: sha256(f) for f in files if f.is_file()},
         "count": len(rows),
     }
     limit = cfg.get("limit", 0)

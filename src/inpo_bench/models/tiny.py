@@ -11,6 +11,9 @@ from typing import Any
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from .bundle import T2IModel
+from .tokenizer import build_clip_tokenizer
+
 
 def build_unet(cfg: dict[str, Any], resolution: int) -> UNet2DConditionModel:
     n = len(cfg["block_out_channels"])
@@ -55,4 +58,17 @@ def build_scheduler(cfg: dict[str, Any]) -> DDIMScheduler:
         set_alpha_to_one=False,
         steps_offset=1,
         prediction_type="epsilon",
+    )
+
+
+def build_toy_model(cfg: dict[str, Any], words: list[str], resolution: int) -> T2IModel:
+    """A freshly initialised toy model (uses the global torch seed): offline tokenizer, text encoder, UNet, schedule."""
+    tokenizer = build_clip_tokenizer(words, cfg["text_max_length"])
+    return T2IModel(
+        kind="pixel",
+        resolution=resolution,
+        unet=build_unet(cfg, resolution),
+        text_encoder=build_text_encoder(cfg, tokenizer),
+        tokenizer=tokenizer,
+        scheduler=build_scheduler(cfg),
     )

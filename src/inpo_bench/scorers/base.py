@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -70,8 +70,3 @@ def score_index(scorer: Scorer, index: pd.DataFrame, folder: str | Path, batch_s
         images = open_images(folder / f for f in block.file)
         scores.extend(np.asarray(scorer.score(images, list(block.prompt)), dtype=np.float64).tolist())
     return pd.DataFrame({"prompt_id": index.prompt_id.to_numpy(), "seed": index.seed.to_numpy(), "score": scores})
-
-
-@torch.no_grad()
-def run_model(module: torch.nn.Module, **inputs: Any) -> Any:
-    return module(**inputs)

@@ -9,7 +9,6 @@ name because v2.0 and v2.1 scores are not comparable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from ..errors import ModelError
+from ..runtime import sha256
 from .base import l2_normalise, location, resolve_dtype
 from .heads import load_strict, torch_load
 from .preprocess import letterbox
@@ -89,14 +89,6 @@ class _Tracking(dict):
         return super().__getitem__(key)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert(checkpoint: str | Path, clip: str, out_dir: str | Path, version: str) -> Path:
     """open_clip HPS checkpoint -> CLIPModel directory, with the tokenizer and architecture of `clip`
     (the CLIP-H repository HPS was fine-tuned from; its config must match the checkpoint, checked strictly)."""
@@ -113,7 +105,7 @@ def convert(checkpoint: str | Path, clip: str, out_dir: str | Path, version: str
             {
                 "scorer": version,
                 "source": str(checkpoint),
-                "sha256": _sha256(checkpoint),
+                "sha256": sha256(checkpoint),
                 "architecture": str(clip),
                 "score": "cosine of L2-normalised image and text embeddings (hpsv2.score)",
             },

@@ -12,7 +12,6 @@ transformers directories (or hub ids) directly and need no preparation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from ..runtime import sha256
 from . import PREPARED
 from .base import location
 from .heads import RewardHead, load_strict, torch_load
@@ -57,7 +57,7 @@ def prepare(name: str, cfg: dict[str, Any], out_dir: str | Path) -> Path:
         state = torch_load(head)
         width = state["layers.0.weight"].shape[1] if "layers.0.weight" in state else 0
         load_strict(RewardHead(width), state, f"aesthetic head {head}")  # fail here, not in every score job
-        digest = hashlib.sha256(Path(head).read_bytes()).hexdigest()
+        digest = sha256(head)
         if not cfg.get("head") and digest != AESTHETIC_SHA256:
             raise ModelError(f"{AESTHETIC_URL}: SHA-256 {digest} differs from the published {AESTHETIC_SHA256}")
         shutil.copyfile(head, out_dir / "head.pth")
