@@ -15,7 +15,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
-from inpo_bench.data.pairs import LazyPairs, load_pair_data
+from inpo_bench.data.pairs import EncodedPairs, LazyPairs, encode_to_disk, load_pair_data
 from inpo_bench.data.pickapic import prepare_pairs
 from inpo_bench.models.bundle import load_model, write_base_spec
 from inpo_bench.smoke import pipelines
@@ -52,6 +52,8 @@ def test_smoke_config_runs_the_paper_dag_end_to_end(smoke_run):
         assert record["config"]["steps"] == 2 and record["training"]["mixed_precision"] == "bf16"
         assert not (folder / "eval_log.csv").exists()  # no oracle outside the toy world
     assert json.loads((out / "models" / "inpo" / "train.json").read_text())["init"].endswith("models/sft")
+    encoded = json.loads((out / "data" / "encoded" / "encoded.json").read_text())
+    assert encoded["pairs"] == 22 and encoded["x0_shape"] == [4, 16, 16] and encoded["dtype"] == "float16"
 
     for promptset in ("pickapic_test_unique", "parti", "hpdv2"):
         assert json.loads((out / "prompts" / f"{promptset}.json").read_text())["used"] == 2
@@ -63,6 +65,11 @@ def test_smoke_config_runs_the_paper_dag_end_to_end(smoke_run):
     wins = pd.read_csv(out / "tables" / "win_rates.csv")
     assert set(wins.scorer) == {"pickscore", "hpsv21", "imagereward", "aesthetic", "clip"}
     assert not (out / "tables" / "paper_claims.csv").exists()  # the toy-world claims need the oracle
+    paper = pd.read_csv(out / "tables" / "paper_comparison.csv")
+    assert len(paper) == 4 * 8  # the SD1.5 rows of the paper's table: 4 baselines x 2 prompt sets x 4 metrics
+    covered = paper[paper.paper_baseline != "KTO-SD1.5"]  # this suite trains no KTO model
+    assert covered.win_rate.between(0, 100).all() and paper[paper.paper_baseline == "KTO-SD1.5"].win_rate.isna().all()
+    assert set(covered.scorer) == {"aesthetic", "pickscore", "hpsv21", "clip"}
 
 
 @pytest.mark.slow
@@ -104,7 +111,7 @@ def test_paper_configs_plan_the_full_dag_on_slurm(tmp_path):
     assert "--method inpo --init results/sdxl/models/base" in sdxl.stdout and '"optimizer": "adafactor"' in sdxl.stdout
 
 
-def test_lazy_pairs_match_the_in_memory_encoding(tmp_path):
+def test_lazy_and_disk_pairs_match_the_in_memory_encoding(tmp_path):
     shard = pipelines.build_pickapic_shard(tmp_path / "train.parquet")
     prepare_pairs([shard], tmp_path / "pairs.parquet", source="pickapic_v2", batch_rows=5)
     write_base_spec(tmp_path / "base", "sd", 32, str(pipelines.build_sd15(tmp_path / "sd15")))
@@ -118,6 +125,14 @@ def test_lazy_pairs_match_the_in_memory_encoding(tmp_path):
     for a, b in zip(memory.batch(indices), lazy.batch(indices)):
         assert torch.allclose(a, b, atol=1e-5)
     assert torch.equal(memory.empty, lazy.empty)
+    summary = encode_to_disk(tmp_path / "pairs.parquet", model, tmp_path / "encoded", batch_size=5)
+    assert summary["pairs"] == 22 and summary["captions"] == len(
+        set(pd.read_parquet(tmp_path / "pairs.parquet").caption)
+    )
+    disk = EncodedPairs(tmp_path / "encoded")
+    assert len(disk) == 22
+    for a, b in zip(memory.batch(indices), disk.batch(indices)):
+        assert torch.allclose(a, b, atol=2e-3 * max(1.0, float(a.abs().max())))  # float16 on disk
 
 
 def test_sd_images_are_resized_and_centre_cropped(tmp_path):

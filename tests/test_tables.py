@@ -81,3 +81,37 @@ def test_tables_from_files(tmp_path):
     pd.DataFrame({"prompt_id": ["a", "a"], "seed": [0, 0], "score": [1, 2]}).to_csv(bad, index=False)
     with pytest.raises(ValueError, match="more than one score"):
         read_scores(bad)
+
+
+def test_paper_comparison_joins_cell_by_cell():
+    from inpo_bench.tables import paper_comparison
+
+    paper = pd.DataFrame(
+        {
+            "paper_model": ["InPO-SD1.5"] * 3 + ["InPO-SDXL"],
+            "paper_baseline": ["Base-SD1.5"] * 3 + ["Base-SDXL"],
+            "run": ["sd15"] * 3 + ["sdxl"],
+            "model": "inpo",
+            "baseline": "base",
+            "promptset": ["hpdv2", "parti", "parti", "hpdv2"],
+            "paper_metric": ["hps", "hps", "clip", "hps"],
+            "win_rate": [90.22, 81.86, 61.89, 85.38],
+        }
+    )
+    wins = pd.DataFrame(
+        {
+            "model": ["inpo"],
+            "baseline": ["base"],
+            "promptset": ["parti"],
+            "scorer": ["hpsv21"],
+            "win_rate": [0.75],
+            "ci_low": [0.7],
+            "ci_high": [0.8],
+            "n": [1632],
+        }
+    )
+    table = paper_comparison(paper, wins, "sd15", {"hps": "hpsv21", "clip": "clip"})
+    assert len(table) == 3  # only this run's rows
+    row = table.set_index(["promptset", "paper_metric"]).loc[("parti", "hps")]
+    assert row.win_rate == pytest.approx(75.0) and row.difference == pytest.approx(75.0 - 81.86) and row.n == 1632
+    assert table.win_rate.isna().sum() == 2  # cells this run does not cover stay empty

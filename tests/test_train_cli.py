@@ -26,7 +26,7 @@ def train_command(tiny_run: Path, method: str, out: Path, scratch: Path, overrid
         "method": deep_merge(config[method], overrides),
         "progress_eval": config["progress_eval"],
         "training": config["training"],
-        "in_memory": config["data"]["in_memory"],
+        "encoding": config["data"]["encoding"],
         "seed": 0,
         "device": "cpu",
     }

@@ -123,13 +123,33 @@ def cmd_base_model(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_encode_pairs(args: argparse.Namespace) -> None:
+    from .runtime import set_threads
+
+    set_threads(args.threads)
+    from .data.pairs import encode_to_disk
+    from .models.bundle import load_model
+    from .runtime import Stopwatch, pick_device, provenance, write_json
+
+    clock = Stopwatch()
+    model = load_model(args.model, pick_device(args.device))
+    summary = encode_to_disk(args.pairs, model, args.out, args.batch_size)
+    write_json(
+        Path(args.out) / "encoded.json",
+        provenance(**summary, pairs_file=str(args.pairs), model=str(args.model), wall_seconds=clock.seconds()),
+    )
+    print(
+        f"encoded {summary['pairs']} pairs and {summary['captions']} captions in {clock.seconds():.0f} s -> {args.out}"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .runtime import set_threads
 
     set_threads(args.threads)
     import torch
 
-    from .data.pairs import LazyPairs, load_pair_data
+    from .data.pairs import EncodedPairs, LazyPairs, load_pair_data
     from .methods.inversion import InversionSettings
     from .methods.objectives import SFT, Preference
     from .models.bundle import load_model, save_derived_model
@@ -143,7 +163,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     model = load_model(args.init, device)
     if run["gradient_checkpointing"]:
         model.unet.enable_gradient_checkpointing()
-    data = load_pair_data(args.pairs, model) if spec["in_memory"] else LazyPairs(args.pairs, model)
+    if spec["encoding"] == "disk":
+        data = EncodedPairs(args.encoded)
+    else:
+        data = load_pair_data(args.pairs, model) if spec["encoding"] == "memory" else LazyPairs(args.pairs, model)
     common = {
         "data": data,
         "abar": model.alphas_cumprod,
@@ -346,6 +369,23 @@ def cmd_tables(args: argparse.Namespace) -> None:
     wins = tables.win_rates(scores, comparisons, seed=args.seed)
     _write_table(out, "win_rates", wins, tables.win_rates_markdown(wins))
     print(f"tables: {len(means)} mean scores, {len(wins)} win rates -> {out}")
+    if args.paper:
+        paper = tables.paper_comparison(
+            pd.read_csv(args.paper), wins, args.run, dict(m.split(":") for m in args.paper_metrics)
+        )
+        _write_table(
+            out,
+            "paper_comparison",
+            paper,
+            tables.frame_markdown(
+                "The paper's win rates beside this run's",
+                f"Win rates in percent of InPO against each baseline; the "
+                f"paper's from {args.paper}, this run's ({args.run}) with a 95% bootstrap interval. Empty: a cell this "
+                "run does not cover.",
+                paper,
+                floats="{:.1f}",
+            ),
+        )
     if not args.models:
         return
     logs = {}
@@ -559,6 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, required=True)
     p.add_argument("--out", required=True)
 
+    p = add("encode-pairs", cmd_encode_pairs, "encode pairs.parquet once: float16 latents and text contexts on disk")
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--model", required=True, help="the base model directory (its VAE and text encoders)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+
     p = add("train", cmd_train, "train an aligned model (sft, dpo, inpo) on preference pairs")
     p.add_argument("--method", required=True, choices=["sft", "dpo", "inpo"])
     p.add_argument("--init", required=True, help="model directory the policy and reference start from")
@@ -567,8 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec",
         type=_spec,
         required=True,
-        help='{"method": {...}, "training", "in_memory", "progress_eval", "seed", "device"}',
+        help='{"method": {...}, "training", "encoding", "progress_eval", "seed", "device"}',
     )
+    p.add_argument("--encoded", help="folder of pairs encoded by `encode-pairs` (data.encoding: disk)")
     p.add_argument("--world", help="world.json: measure the model with the toy oracle during training")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
@@ -609,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="*", default=[], help="trained model directories with eval_log.csv (toy)")
     p.add_argument("--method", default="inpo", help="the method the claims table is about")
     p.add_argument("--reference", default="dpo", help="the method whose gain defines the efficiency targets")
+    p.add_argument("--paper", help="the paper's win rates (results/paper/inpo_cvpr2025_winrates.csv)")
+    p.add_argument("--run", default="", help="this run's name, to pick the paper's rows it reproduces")
+    p.add_argument("--paper-metrics", nargs="*", default=[], help="paper metric:scorer pairs")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 

@@ -26,6 +26,7 @@ except ConfigError as error:
 OUT = f"results/{config['run']}"
 TOY = config["base"]["kind"] == "toy"
 BASE_MODEL = f"{OUT}/models/base/model.json"
+PAPER_TABLE = os.path.join(REPO, "results", "paper", "inpo_cvpr2025_winrates.csv")
 PAIR_SOURCE = "toy-oracle-bradley-terry" if TOY else "pickapic_v2"
 # the smoke config builds its stand-in downloads first; every rule that reads them waits for this file
 SMOKE = ["resources/smoke/manifest.json"] if config["smoke"] else []
@@ -82,6 +83,8 @@ def train_inputs(wildcards):
     }
     if TOY:
         inputs["world"] = f"{OUT}/world.json"
+    if config["data"]["encoding"] == "disk":
+        inputs["encoded"] = f"{OUT}/data/encoded/encoded.json"
     return inputs
 
 

@@ -104,3 +104,28 @@ rule prepare_pairs:
         "python -m inpo_bench prepare {params.shards} --repo {params.repo} --split {params.split}"
         " --max-shards {params.max_shards} --cache {params.cache} --out {output.pairs}"
         " --report {output.report} --source {params.source} > {log} 2>&1"
+
+
+if config["data"]["encoding"] == "disk":
+
+    rule encode_pairs:
+        input:
+            pairs=f"{OUT}/data/pairs.parquet",
+            model=BASE_MODEL,
+        output:
+            marker=f"{OUT}/data/encoded/encoded.json",
+        log:
+            f"{OUT}/logs/encode_pairs.log",
+        benchmark:
+            f"{OUT}/benchmarks/encode_pairs.tsv"
+        conda:
+            ENV
+        resources:
+            gpu=min(1, config["gpus"]["train"]),
+        params:
+            out_dir=folder("output.marker"),
+            model=folder("input.model"),
+            device=config["device"],
+        shell:
+            "python -m inpo_bench encode-pairs --pairs {input.pairs} --model {params.model} --out {params.out_dir}"
+            " --device {params.device} > {log} 2>&1"

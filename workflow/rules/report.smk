@@ -33,7 +33,14 @@ rule tables:
                 "claims_md": f"{TABLES}/paper_claims.md",
             }
             if TOY
-            else {}
+            else {
+                "paper": report(
+                    f"{TABLES}/paper_comparison.csv",
+                    caption="../report/paper_comparison.rst",
+                    category="Tables",
+                ),
+                "paper_md": f"{TABLES}/paper_comparison.md",
+            }
         ),
         means=report(
             f"{TABLES}/mean_scores.csv",
@@ -59,9 +66,17 @@ rule tables:
             else ""
         ),
         comparisons=config["tables"]["comparisons"],
+        paper=(
+            ""
+            if TOY
+            else f"--paper {PAPER_TABLE} --run {config['tables']['paper_run'] or config['run']} --paper-metrics "
+            + " ".join(
+                f"{k}:{v}" for k, v in config["tables"]["paper_metrics"].items()
+            )
+        ),
         seed=config["seed"],
     shell:
-        "python -m inpo_bench tables --scores {input.scores} {params.models}"
+        "python -m inpo_bench tables --scores {input.scores} {params.models} {params.paper}"
         " --comparisons {params.comparisons} --out-dir {params.out_dir} --seed {params.seed} > {log} 2>&1"
 
 

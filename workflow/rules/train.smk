@@ -79,16 +79,22 @@ rule train:
         world=lambda wc, input: (
             f"--world {input.world}" if "world" in input.keys() else ""
         ),
+        encoded=lambda wc, input: (
+            f"--encoded {os.path.dirname(input.encoded)}"
+            if "encoded" in input.keys()
+            else ""
+        ),
         # checkpoints live outside the declared outputs, so a failed or killed attempt resumes from them
         scratch=f"{OUT}/scratch/{{aligned}}",
         spec=lambda wc: spec(
             method=method_config(wc.aligned),
             training=config["training"],
-            in_memory=config["data"]["in_memory"],
+            encoding=config["data"]["encoding"],
             progress_eval=config["progress_eval"],
             seed=config["seed"],
             device=config["device"],
         ),
     shell:
         "{params.launch} train --method {params.method} --init {params.init} --pairs {input.pairs} {params.world}"
+        " {params.encoded}"
         " --spec {params.spec:q} --out {params.out_dir} --scratch {params.scratch} --threads {threads} > {log} 2>&1"

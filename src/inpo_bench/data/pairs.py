@@ -1,11 +1,15 @@
 """pairs.parquet -> model inputs for the trainers.
 
-Two sources behind one interface (`len`, `batch(indices) -> (x0_w, x0_l, context)`, `empty`):
+Three sources behind one interface (`len`, `batch(indices) -> (x0_w, x0_l, context)`, `empty`), chosen by the
+config key `data.encoding`:
 
-- `PairData`: everything encoded once and held in memory (the toy world; small subsets of Pick-a-Pic);
-- `LazyPairs`: rows read from the parquet file on demand (one row group at a time, a few kept in a cache),
-  images decoded, resized and VAE-encoded and captions text-encoded per batch, as the official training scripts
-  do; nothing is copied, so it works for the whole of Pick-a-Pic v2.
+- `memory` -> `PairData`: everything encoded once in the training job and held in memory (the toy world, small
+  subsets of Pick-a-Pic);
+- `disk` -> `EncodedPairs`: everything encoded once by its own job (`encode_to_disk`: float16 VAE latents, one text
+  context per unique caption) and memory-mapped by every training job;
+- `per_batch` -> `LazyPairs`: rows read from the parquet file on demand (one row group at a time, a few kept in a
+  cache), images decoded, resized and VAE-encoded and captions text-encoded per batch, as the official training
+  scripts do.
 
 Stable Diffusion images are resized (shortest side to the model's resolution, bilinear as the official scripts)
 and centre-cropped; no random flip, so a pair always encodes to the same latents. The VAE latent is the mean of
@@ -116,4 +120,72 @@ class LazyPairs:
             self.model.images_to_x0(winners).cpu(),
             self.model.images_to_x0(losers).cpu(),
             self.model.encode_prompts([r.caption for r in rows]).cpu(),
+        )
+
+
+ENCODED_FILES = ("x0_w.npy", "x0_l.npy", "context.npy", "caption_index.npy", "empty.npy")
+
+
+@torch.no_grad()
+def encode_to_disk(path: str | Path, model: T2IModel, out_dir: str | Path, batch_size: int = 32) -> dict:
+    """Encode every pair once into float16 .npy arrays (memory-mapped when read back): VAE latents of winners and
+    losers, one text context per unique caption. The parquet file is streamed, so memory stays bounded."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    captions_per_pair = pd.read_parquet(path, columns=["caption"])["caption"].tolist()
+    if not captions_per_pair:
+        raise DataError(f"{path}: no pairs")
+    captions = sorted(set(captions_per_pair))
+    index = {c: i for i, c in enumerate(captions)}
+    n, shape = len(captions_per_pair), model.x0_shape
+    np.save(out_dir / "caption_index.npy", np.array([index[c] for c in captions_per_pair], dtype=np.int32))
+    np.save(out_dir / "empty.npy", model.encode_prompts([""])[0].cpu().numpy().astype(np.float16))
+    first = model.encode_prompts(captions[:1])
+    context = np.lib.format.open_memmap(out_dir / "context.npy", "w+", np.float16, (len(captions), *first.shape[1:]))
+    for start in range(0, len(captions), batch_size):
+        context[start : start + batch_size] = model.encode_prompts(captions[start : start + batch_size]).cpu().numpy()
+    context.flush()
+    lazy = LazyPairs(path, model)
+    x0 = {
+        side: np.lib.format.open_memmap(out_dir / f"x0_{side}.npy", "w+", np.float16, (n, *shape))
+        for side in ("w", "l")
+    }
+    for start in range(0, n, batch_size):
+        winners, losers, _ = lazy.batch(torch.arange(start, min(n, start + batch_size)))
+        x0["w"][start : start + len(winners)] = winners.numpy()
+        x0["l"][start : start + len(losers)] = losers.numpy()
+    for array in x0.values():
+        array.flush()
+    return {
+        "pairs": n,
+        "captions": len(captions),
+        "x0_shape": list(shape),
+        "context_shape": list(first.shape[1:]),
+        "dtype": "float16",
+    }
+
+
+class EncodedPairs:
+    """Pairs encoded by `encode_to_disk`, memory-mapped: batches are gathered from disk, nothing else is held."""
+
+    def __init__(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        missing = [f for f in ENCODED_FILES if not (folder / f).is_file()]
+        if missing:
+            raise DataError(f"{folder}: missing {missing}; rerun the encode_pairs rule")
+        self.x0_w, self.x0_l, self.context = (
+            np.load(folder / f, mmap_mode="r") for f in ("x0_w.npy", "x0_l.npy", "context.npy")
+        )
+        self.caption_index = np.load(folder / "caption_index.npy")
+        self.empty = torch.from_numpy(np.load(folder / "empty.npy")).float()
+
+    def __len__(self) -> int:
+        return len(self.caption_index)
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = indices.numpy()
+        return (
+            torch.from_numpy(self.x0_w[idx].astype(np.float32)),
+            torch.from_numpy(self.x0_l[idx].astype(np.float32)),
+            torch.from_numpy(self.context[self.caption_index[idx]].astype(np.float32)),
         )
