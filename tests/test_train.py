@@ -106,3 +106,22 @@ def test_divergence_stops_without_writing(tmp_path, world):
 def test_unknown_optimizer_is_rejected(tmp_path, world):
     with pytest.raises(ValueError, match="unknown optimizer"):
         train(make_objective(world), replace(SETTINGS, optimizer="sgd"), tmp_path)
+
+
+def test_checkpoints_of_other_settings_are_not_resumed(tmp_path, world):
+    def crash_at_5(step):
+        if step == 5:
+            raise InterruptError
+        return {"step": step}
+
+    with pytest.raises(InterruptError):
+        train(make_objective(world), SETTINGS, tmp_path, evaluate=crash_at_5, eval_every=1, fingerprint="lr 1e-3")
+    assert any(tmp_path.iterdir())
+    changed = replace(SETTINGS, lr=3e-4)
+    resumed = make_objective(world)
+    log, _ = train(resumed, changed, tmp_path, fingerprint="lr 3e-4")
+    fresh = make_objective(world)
+    log_fresh, _ = train(fresh, changed, tmp_path / "fresh", fingerprint="lr 3e-4")
+    assert log["loss"].tolist() == log_fresh["loss"].tolist()  # started over, not from the stale step 4
+    for (k, v), w in zip(weights(resumed).items(), weights(fresh).values()):
+        assert torch.equal(v, w), k

@@ -93,6 +93,7 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tm
         assert torch.equal(resumed[key], uninterrupted[key]), key
     log = (out / "train_log.csv").read_text().splitlines()
     assert len(log) == 1 + 24  # the resumed log carries the steps before the kill
+    assert not list(scratch.glob("step-*"))  # and the checkpoints are gone once the model is saved
 
 
 def test_two_processes_under_accelerate_write_the_same_outputs(tiny_run, tmp_path):

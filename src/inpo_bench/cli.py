@@ -59,10 +59,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from .methods.objectives import Pretrain
     from .models.bundle import save_full_model
     from .models.tiny import build_toy_model
-    from .runtime import Stopwatch, make_accelerator, provenance, write_csv, write_json
+    from .runtime import Stopwatch, file_identity, fingerprint, make_accelerator, provenance, write_csv, write_json
     from .scorers.oracle import OracleProgress
     from .toyworld.world import World
-    from .train import TrainSettings, train
+    from .train import TrainSettings, clear_checkpoints, train
 
     spec, clock = args.spec, Stopwatch()
     world, arch, cfg, seed = World.load(args.world), spec["toy_model"], spec["pretrain"], spec["seed"]
@@ -76,7 +76,16 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     objective = Pretrain(model, images, captions, cfg["caption_dropout"], cfg["batch_size"])
     progress = OracleProgress(model, world, **spec["progress_eval"])
     settings = TrainSettings.from_dict(cfg, seed)
-    log, evals = train(objective, settings, args.scratch, accelerator, evaluate=progress, eval_every=cfg["eval_every"])
+    stamp = fingerprint(spec=spec, world=file_identity(args.world))
+    log, evals = train(
+        objective,
+        settings,
+        args.scratch,
+        accelerator,
+        evaluate=progress,
+        eval_every=cfg["eval_every"],
+        fingerprint=stamp,
+    )
     if not accelerator.is_main_process:
         return
     out = Path(args.out)
@@ -98,6 +107,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     model.unet.to("cpu")
     model.text_encoder.to("cpu")
     save_full_model(out, model)  # last: model.json marks the directory complete
+    clear_checkpoints(args.scratch)
     final = evals.iloc[-1]
     print(
         f"pretrained base in {clock.seconds():.0f} s; oracle on {len(progress.prompts)} seen prompts: "
@@ -153,8 +163,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .methods.inversion import InversionSettings
     from .methods.objectives import SFT, Preference
     from .models.bundle import load_model, save_derived_model
-    from .runtime import Stopwatch, make_accelerator, provenance, write_csv, write_json
-    from .train import TrainSettings, train
+    from .runtime import Stopwatch, file_identity, fingerprint, make_accelerator, provenance, write_csv, write_json
+    from .train import TrainSettings, clear_checkpoints, train
 
     spec, clock = args.spec, Stopwatch()
     cfg, seed, run = spec["method"], spec["seed"], spec["training"]
@@ -196,6 +206,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         progress = OracleProgress(model, World.load(args.world), **spec["progress_eval"])
     torch.manual_seed(seed)
+    inputs = {"init": file_identity(Path(args.init) / "model.json"), "pairs": file_identity(args.pairs)}
+    stamp = fingerprint(method=args.method, spec=spec, **inputs)
     log, evals = train(
         objective,
         TrainSettings.from_dict(cfg, seed),
@@ -203,6 +215,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         accelerator,
         evaluate=progress,
         eval_every=cfg["eval_every"],
+        fingerprint=stamp,
     )
     if not accelerator.is_main_process:
         return
@@ -229,6 +242,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     model.unet.to("cpu", torch.float32)
     save_derived_model(out, model.unet, args.init)  # last: model.json marks the directory complete
+    clear_checkpoints(args.scratch)
     summary = f"trained {args.method} for {len(log)} steps in {clock.seconds():.0f} s"
     if progress is not None:
         first, last = evals.iloc[0], evals.iloc[-1]

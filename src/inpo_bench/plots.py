@@ -24,11 +24,13 @@ def win_rate_bars(table: pd.DataFrame, path: str | Path) -> None:
     """One panel per prompt set: a group of bars per comparison, one bar per scorer, 95% CI whiskers."""
     promptsets = list(dict.fromkeys(table.promptset))
     scorers = list(dict.fromkeys(table.scorer))
+    groups = table.groupby(["model", "baseline"]).ngroups
     fig, axes = plt.subplots(
         len(promptsets),
         1,
-        figsize=(max(6, 1.6 * table.groupby(["model", "baseline"]).ngroups + 2), 3.2 * len(promptsets)),
+        figsize=(max(6.0, 1.6 * groups + 2), 3.4 * len(promptsets)),
         squeeze=False,
+        constrained_layout=True,
     )
     width = 0.8 / max(1, len(scorers))
     for ax, promptset in zip(axes[:, 0], promptsets):
@@ -45,7 +47,7 @@ def win_rate_bars(table: pd.DataFrame, path: str | Path) -> None:
         ax.set_ylim(0, 100)
         ax.set_ylabel("win rate (%)")
         ax.set_title(f"{promptset}: ties count 1/2, 95% bootstrap CI over prompts", fontsize=9)
-    axes[0, 0].legend(fontsize=7, ncol=min(4, len(scorers)), loc="lower right")
+    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 

@@ -72,6 +72,17 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def file_identity(path: str | Path) -> list[Any]:
+    """A cheap stand-in for a file's content (path, size, modification time): it changes when the file is rewritten."""
+    stat = Path(path).stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def fingerprint(**parts: Any) -> str:
+    """A short hash of a run's settings and inputs, to tell a checkpoint of this run from one of an earlier config."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     """Write atomically, so a killed job never leaves a half-written JSON behind."""
     path = Path(path)

@@ -82,11 +82,14 @@ def train(
     accelerator: Accelerator | None = None,
     evaluate: Callable[[int], dict[str, float]] | None = None,
     eval_every: int = 0,
+    fingerprint: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train objective.trainable_modules() in place; return (training log, evaluation log).
 
     `evaluate(step)` measures the model on the main process before training and every `eval_every` steps
     (and at the end); its rows are checkpointed with the rest, so a resumed run keeps the whole curve.
+    `fingerprint` identifies the run's settings and inputs: a checkpoint written under another fingerprint (the
+    config changed since) is discarded instead of resumed.
     """
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     scratch = Path(scratch_dir)
@@ -103,6 +106,14 @@ def train(
 
     start, rows, evals = 0, [], []
     existing = _checkpoints(scratch)
+    if existing and _fingerprint(existing[-1]) != fingerprint:
+        accelerator.print(f"ignoring checkpoints in {scratch}: written for other settings or inputs")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            for old in existing:
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+        existing = []
     if existing:
         state = torch.load(existing[-1] / "state.pt", map_location="cpu", weights_only=True)
         for name, module in trainable.items():
@@ -170,6 +181,7 @@ def train(
         due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0
         if due and step + 1 < settings.steps:
             _save_checkpoint(
+                fingerprint,
                 scratch,
                 step + 1,
                 trainable,
@@ -188,6 +200,7 @@ def train(
 
 
 def _save_checkpoint(
+    fingerprint: str,
     scratch: Path,
     step: int,
     trainable: dict[str, nn.Module],
@@ -217,10 +230,22 @@ def _save_checkpoint(
         "evals": evals,
     }
     torch.save(state, tmp / "state.pt")
+    (tmp / "fingerprint").write_text(fingerprint)
     tmp.rename(target)  # a checkpoint directory appears whole or not at all
     for old in _checkpoints(scratch)[:-keep]:
         shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def _fingerprint(checkpoint: Path) -> str:
+    path = checkpoint / "fingerprint"
+    return path.read_text() if path.is_file() else ""
+
+
+def clear_checkpoints(scratch_dir: str | Path) -> None:
+    """Remove a finished run's checkpoints (they hold optimiser state: gigabytes at paper scale)."""
+    for path in _checkpoints(Path(scratch_dir)):
+        shutil.rmtree(path)
 
 
 def _mean_over_processes(accelerator: Accelerator, value: float) -> float:
