@@ -9,6 +9,8 @@ from inpo_bench.tables import (
     mean_scores,
     paired_outcomes,
     read_scores,
+    steps_to_reach,
+    toy_claims,
     win_rate,
     win_rates,
     win_rates_markdown,
@@ -115,3 +117,69 @@ def test_paper_comparison_joins_cell_by_cell():
     row = table.set_index(["promptset", "paper_metric"]).loc[("parti", "hps")]
     assert row.win_rate == pytest.approx(75.0) and row.difference == pytest.approx(75.0 - 81.86) and row.n == 1632
     assert table.win_rate.isna().sum() == 2  # cells this run does not cover stay empty
+
+
+def curves(rows):
+    return pd.DataFrame(rows, columns=["model", "step", "reward"])
+
+
+TWO_CURVES = curves(
+    [("dpo", 0, 0.30), ("dpo", 25, 0.34), ("dpo", 50, 0.40), ("inpo", 0, 0.30), ("inpo", 25, 0.36), ("inpo", 50, 0.33)]
+)
+
+
+def test_steps_to_reach_by_hand():
+    # dpo gains 0.10; half of it (0.35) is first reached by inpo at step 25 and by dpo at step 50; all of it (0.40)
+    # only by dpo, at step 50
+    table = steps_to_reach(TWO_CURVES, reference="dpo", seconds={"dpo": 2.0, "inpo": 3.0}).set_index(
+        ["model", "fraction_of_reference_gain"]
+    )
+    assert table.loc[("dpo", 0.5), "step"] == 50 and table.loc[("inpo", 0.5), "step"] == 25
+    assert table.loc[("dpo", 1.0), "step"] == 50 and pd.isna(table.loc[("inpo", 1.0), "step"])
+    assert table.loc[("inpo", 0.5), "target_reward"] == pytest.approx(0.35)
+    assert table.loc[("inpo", 0.5), "seconds"] == pytest.approx(75.0)
+    assert table.loc[("dpo", 1.0), "seconds"] == pytest.approx(100.0)
+    assert pd.isna(table.loc[("inpo", 1.0), "seconds"])
+    assert table.loc[("inpo", 1.0), "final_reward"] == pytest.approx(0.33)
+
+
+def test_steps_to_reach_without_a_reference_gain_reaches_nothing():
+    flat = curves([("dpo", 0, 0.3), ("dpo", 25, 0.3), ("inpo", 0, 0.3), ("inpo", 25, 0.5)])
+    assert steps_to_reach(flat, reference="dpo").step.isna().all()
+    with pytest.raises(ValueError, match="sft"):
+        steps_to_reach(flat, reference="sft")
+
+
+def win_row(baseline, promptset, low, high):
+    return {
+        "model": "inpo",
+        "baseline": baseline,
+        "promptset": promptset,
+        "scorer": "oracle_reward",
+        "win_rate": (low + high) / 2,
+        "ci_low": low,
+        "ci_high": high,
+        "n": 10,
+    }
+
+
+def test_toy_claims_verdicts_follow_the_intervals_and_the_steps():
+    win = pd.DataFrame(
+        [
+            win_row("base", "toy_seen", 0.52, 0.70),  # whole interval above 50%: holds
+            win_row("sft", "toy_seen", 0.45, 0.60),  # straddles 50%: inconclusive
+            win_row("dpo", "toy_seen", 0.30, 0.48),  # below: does not hold
+        ]  # no toy_unseen row: not measured
+    )
+    steps = steps_to_reach(TWO_CURVES, reference="dpo")
+    claims = toy_claims(win, steps, {"dpo": 2.0, "inpo": 3.0}).set_index("claim").verdict.tolist()
+    assert claims == ["holds", "inconclusive", "does not hold", "not measured", "does not hold"]
+    evidence = toy_claims(win, steps, {"dpo": 2.0, "inpo": 3.0}).evidence.iloc[-1]
+    assert "step 50" in evidence and "0.400" in evidence and "0.330" in evidence
+
+    # inpo reaches the full gain at step 25, dpo at step 100: exactly a quarter, and less time at 3 vs 2 s/step
+    fast = curves([("dpo", 0, 0.3), ("dpo", 50, 0.35), ("dpo", 100, 0.4), ("inpo", 0, 0.3), ("inpo", 25, 0.41)])
+    table = toy_claims(win, steps_to_reach(fast, reference="dpo"), {"dpo": 2.0, "inpo": 3.0}).set_index("claim")
+    assert table.loc["DDIM-InPO reaches Diffusion-DPO's gain in at most a quarter of its steps", "verdict"] == "holds"
+    timing = table.loc["DDIM-InPO reaches Diffusion-DPO's gain in less training time"]
+    assert timing.verdict == "holds" and timing.evidence == "inpo 75 s, dpo 200 s of training"

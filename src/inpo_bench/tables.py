@@ -296,7 +296,10 @@ def toy_claims(
             verdict, evidence = "not measured", f"{reference} gained nothing over its start"
         elif pd.isna(ours):
             verdict = "does not hold"
-            evidence = f"{method} never reached {reference}'s final gain (reached at step {int(theirs)})"
+            evidence = (
+                f"{reference} reached its final gain (reward {full.loc[reference, 'target_reward']:.3f}) at step"
+                f" {int(theirs)}; {method} never did (its final reward: {full.loc[method, 'final_reward']:.3f})"
+            )
         else:
             verdict = "holds" if ours <= theirs / 4 else "does not hold"
             evidence = f"{method} reached it at step {int(ours)}, {reference} at step {int(theirs)}"
