@@ -2,7 +2,7 @@
 
 import pytest
 
-from inpo_bench.ablations import cell_config, parse_cell, read_table
+from inpo_bench.ablations import cell_config, parse_cell, read_table, read_tables
 from inpo_bench.errors import ConfigError
 
 
@@ -45,3 +45,15 @@ def test_bad_tables_name_file_row_and_key(tmp_path, default_config, text, messag
 def test_missing_table(tmp_path, default_config):
     with pytest.raises(ConfigError, match="does not exist"):
         read_table(tmp_path / "nope.tsv", default_config, "inpo")
+
+
+def test_several_tables_of_one_method_keep_their_own_columns(tmp_path, default_config):
+    (tmp_path / "grid.tsv").write_text("beta\n500\n")
+    (tmp_path / "seeds.tsv").write_text("train_seed\n1\n2\n")
+    cells = read_tables(["grid.tsv", "seeds.tsv"], default_config, "inpo", tmp_path)
+    assert cells == ["beta~500", "train_seed~1", "train_seed~2"]
+    seeded = cell_config(default_config["inpo"], cells[1])
+    assert seeded["train_seed"] == 1 and seeded["beta"] == default_config["inpo"]["beta"]
+    assert read_tables("grid.tsv", default_config, "inpo", tmp_path) == ["beta~500"]
+    with pytest.raises(ConfigError, match="also in another table"):
+        read_tables(["grid.tsv", "grid.tsv"], default_config, "inpo", tmp_path)

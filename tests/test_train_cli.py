@@ -131,3 +131,17 @@ def test_divergence_is_a_one_line_error_and_writes_no_model(tiny_run, tmp_path):
     assert "inpo-bench train: error: step" in result.stderr and "not finite" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "model.json").exists()
+
+
+def test_train_seed_replaces_the_run_seed(tiny_run, tmp_path):
+    overrides = {"steps": 2, "checkpoint_every": 0, "eval_every": 0}
+    weights = {}
+    for name, train_seed in (("run", None), ("same", 0), ("other", 5)):  # the run seed is 0
+        out = tmp_path / name
+        settings = {**overrides, "train_seed": train_seed}
+        result = run(train_command(tiny_run, "dpo", out, tmp_path / f"{name}-scratch", settings))
+        assert result.returncode == 0, result.stderr
+        weights[name] = unet_weights(out)
+    assert json.loads((tmp_path / "other" / "train.json").read_text())["seed"] == 5
+    assert all(torch.equal(weights["run"][key], weights["same"][key]) for key in weights["run"])
+    assert any(not torch.equal(weights["run"][key], weights["other"][key]) for key in weights["run"])

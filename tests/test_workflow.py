@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from tests.conftest import REPO, TINY, snakemake
@@ -35,10 +36,13 @@ def test_default_dry_run_plans_the_whole_dag(tmp_path):
 
 def test_ablation_dry_run_adds_one_training_job_per_cell(tmp_path):
     counts = job_counts(snakemake("-n", "ablations", "--directory", str(tmp_path)).stdout)
-    cells = len((REPO / "config" / "ablations" / "inpo.tsv").read_text().strip().splitlines()) - 1
-    # the ablation tables compare every cell with the base and the default inpo: nothing else is trained
-    assert counts["train"] == 1 + cells and counts["sample"] == (2 + cells) * 2
-    assert counts["ablation_table"] == 1 and counts["ablation_figure"] == 1
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["ablations"]
+    tables = {method: [paths] if isinstance(paths, str) else paths for method, paths in config.items()}
+    rows = {m: sum(len((REPO / p).read_text().strip().splitlines()) - 1 for p in ps) for m, ps in tables.items()}
+    cells = sum(rows.values())
+    # every cell is compared with the base and its method's default model: those, and nothing else, are trained
+    assert counts["train"] == len(tables) + cells and counts["sample"] == (1 + len(tables) + cells) * 2
+    assert counts["ablation_table"] == len(tables) and counts["ablation_figure"] == len(tables)
 
 
 def test_lint_is_clean():

@@ -1,5 +1,8 @@
 """Ablation grids: TSV tables whose rows are variants of a method's config, one output path per row.
 
+A method may have several tables (e.g. a hyperparameter grid and training-seed repeats); their cells form one
+ablation table of that method. Keys a table does not name keep the method's default.
+
 A row's parameters are encoded in its model id, e.g. `inpo/beta~500/t_max~999/inv_grid~official`, so that
 rerunning one cell reruns only that cell and the tables. Columns name keys of the method's config section; a
 column `inv_<key>` names `inversion.<key>` (Snakemake's Paramspace needs identifier-like column names). Values
@@ -78,4 +81,17 @@ def read_table(path: str | Path, config: dict[str, Any], method: str) -> list[st
             validate_config(candidate)
         except ConfigError as error:
             raise ConfigError(f"{path} line {row} ({cell}):\n{error}") from None
+    return cells
+
+
+def read_tables(paths: str | list[str], config: dict[str, Any], method: str, root: str | Path = ".") -> list[str]:
+    """The cell ids of a method's ablation tables (one path or a list, relative to `root`), in order."""
+    cells: list[str] = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        for cell in read_table(Path(root) / path, config, method):
+            if cell in cells:
+                raise ConfigError(
+                    f"ablation cell {method}/{cell} of {path} is also in another table of ablations.{method}"
+                )
+            cells.append(cell)
     return cells

@@ -167,7 +167,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainSettings, clear_checkpoints, train
 
     spec, clock = args.spec, Stopwatch()
-    cfg, seed, run = spec["method"], spec["seed"], spec["training"]
+    cfg, run = spec["method"], spec["training"]
+    seed = spec["seed"] if cfg.get("train_seed") is None else cfg["train_seed"]
     accelerator = make_accelerator(spec["device"], run["mixed_precision"])
     device = str(accelerator.device)
     model = load_model(args.init, device)

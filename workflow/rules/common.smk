@@ -137,15 +137,13 @@ def spec(**sections):
 
 
 # Ablation cells: method -> model ids such as inpo/beta~500/t_max~999 (checked as full configs right here)
-from inpo_bench.ablations import cell_config, read_table
+from inpo_bench.ablations import cell_config, read_tables
 
 try:
     ABLATIONS = {
-        method: [
-            f"{method}/{cell}"
-            for cell in read_table(os.path.join(REPO, path), config, method)
-        ]
-        for method, path in config["ablations"].items()
+        method: [f"{method}/{cell}" for cell in read_tables(paths, config, method, REPO)]
+        for method, paths in config["ablations"].items()
+        if paths  # [] turns a method's ablations off
     }
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
