@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from inpo_bench.tables import (
+    ablation_table,
     cluster_bootstrap_mean,
     mean_scores,
     paired_outcomes,
@@ -183,3 +184,31 @@ def test_toy_claims_verdicts_follow_the_intervals_and_the_steps():
     assert table.loc["DDIM-InPO reaches Diffusion-DPO's gain in at most a quarter of its steps", "verdict"] == "holds"
     timing = table.loc["DDIM-InPO reaches Diffusion-DPO's gain in less training time"]
     assert timing.verdict == "holds" and timing.evidence == "inpo 75 s, dpo 200 s of training"
+
+
+def test_ablation_table_by_hand(tmp_path, default_config):
+    values = {
+        "base": [0.1, 0.5],
+        "inpo": [0.2, 0.4],  # the default configuration
+        "inpo/beta~500": [0.3, 0.6],
+        "inpo/train_seed~1": [0.2, 0.1],
+    }
+    scores = {}
+    for model, pair in values.items():
+        path = tmp_path / f"{model.replace('/', '_')}.csv"
+        scores_frame = pd.DataFrame({"prompt_id": ["a", "b"], "seed": [0, 0], "score": pair})
+        scores_frame.to_csv(path, index=False)
+        scores[model, "toy_seen", "oracle_reward"] = path
+    table = ablation_table("inpo", ["beta~500", "train_seed~1"], default_config["inpo"], scores, n_boot=50).set_index(
+        "cell"
+    )
+    assert list(table.index) == ["default", "beta~500", "train_seed~1"]
+    assert table.loc["beta~500", "mean"] == pytest.approx(0.45)
+    # wins over the base: default 1 of 2, beta~500 2 of 2, train_seed~1 1 of 2; over the default: 2 of 2 and
+    # a tie (0.2 = 0.2) plus a loss
+    assert table.win_vs_base.tolist() == [0.5, 1.0, 0.5]
+    assert np.isnan(table.loc["default", "win_vs_default"])
+    assert table.loc["beta~500", "win_vs_default"] == 1.0 and table.loc["train_seed~1", "win_vs_default"] == 0.25
+    # swept columns show each cell's full config; an unset train_seed (the run's seed) reads "default"
+    assert table.beta.tolist() == [default_config["inpo"]["beta"], 500, default_config["inpo"]["beta"]]
+    assert table.train_seed.tolist() == ["default", "default", 1]

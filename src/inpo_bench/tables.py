@@ -353,7 +353,8 @@ def ablation_table(
     def value(config: dict, column: str) -> object:
         for name in key_path(column):
             config = config[name]
-        return config
+        # an unset key (train_seed: null, the run's seed) reads "default", so the column keeps its integers
+        return "default" if config is None else config
 
     models = {"default": method, **{cell: f"{method}/{cell}" for cell in cells}}
     rows = []
