@@ -60,6 +60,27 @@ def test_training_curves_and_ablation_panels(tmp_path):
         assert image.size[0] > 300 and image.size[1] > 200
 
 
+def test_ablation_groups_put_each_cell_beside_the_default_of_its_panel():
+    table = pd.DataFrame(
+        {
+            "cell": ["default", "beta~5000", "beta~500", "t_max~999", "beta~500/t_max~999", "train_seed~1"],
+            "beta": [2000, 5000, 500, 2000, 500, 2000],
+            "t_max": [500, 500, 500, 999, 999, 500],
+            "train_seed": ["default", "default", "default", "default", "default", "1"],
+            "mean": [0.4, 0.41, 0.35, 0.38, 0.3, 0.39],
+            "ci_low": [0.38, 0.39, 0.3, 0.36, 0.28, 0.37],
+            "ci_high": [0.43, 0.43, 0.4, 0.4, 0.32, 0.41],
+        }
+    )
+    groups = plots.ablation_groups(table, ["beta", "t_max", "train_seed"])
+    assert list(groups) == ["beta", "t_max", "train_seed", "other"]
+    assert groups["beta"].beta.tolist() == [500, 2000, 5000]  # sorted by value, the default among them
+    assert groups["t_max"].cell.tolist() == ["default", "t_max~999"]
+    assert groups["train_seed"].cell.tolist() == ["default", "train_seed~1"]
+    assert groups["other"].cell.tolist() == ["beta~500/t_max~999"]  # changes two parameters at once
+    assert "t_max" not in plots.ablation_groups(table[table.cell != "t_max~999"], ["beta", "t_max"])
+
+
 def test_image_grid_shows_the_given_samples(tmp_path):
     for model, colour in (("base", (255, 0, 0)), ("dpo", (0, 0, 255))):
         folder = tmp_path / model

@@ -66,6 +66,34 @@ def training_curves(curves: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+def ablation_groups(table: pd.DataFrame, parameters: list[str]) -> dict[str, pd.DataFrame]:
+    """The rows each ablation panel shows: per parameter, the default and every cell that differs from the default
+    in that parameter alone (sorted by its value when all values are numbers); cells that change several
+    parameters at once go to a panel 'other'. Parameters no cell changes alone get no panel."""
+    default = table[table.cell == "default"]
+    cells = table[table.cell != "default"]
+    if default.empty:
+        return {"other": cells} if len(cells) else {}
+    base = default.iloc[0]
+    changed = {
+        index: [p for p in parameters if str(row[p]) != str(base[p])] for index, row in cells.iterrows()
+    }  # compared as text: the CSV may read 2000 back as 2000.0 in a column with 'default' in it
+    groups = {}
+    for parameter in parameters:
+        alone = [index for index, names in changed.items() if names == [parameter]]
+        if not alone:
+            continue
+        rows = pd.concat([default, cells.loc[alone]])
+        numeric = pd.to_numeric(rows[parameter], errors="coerce")
+        if numeric.notna().all():
+            rows = rows.assign(_order=numeric.to_numpy()).sort_values("_order", kind="stable").drop(columns="_order")
+        groups[parameter] = rows
+    other = [index for index, names in changed.items() if len(names) != 1]
+    if other:
+        groups["other"] = cells.loc[other]
+    return groups
+
+
 def ablation_panels(
     table: pd.DataFrame,
     parameters: list[str],
@@ -73,16 +101,21 @@ def ablation_panels(
     reference: float | None = None,
     label: str = "mean score",
 ) -> None:
-    """One panel per swept parameter: every cell's mean (95% CI) against that parameter's value in the cell; the
-    dashed line is the default configuration."""
-    fig, axes = plt.subplots(1, len(parameters), figsize=(3.2 * len(parameters), 3), squeeze=False, sharey=True)
-    cells = table[table.cell != "default"]
-    x = np.arange(len(cells))
-    for ax, parameter in zip(axes[0], parameters):
-        ax.errorbar(
-            x, cells["mean"], yerr=[cells["mean"] - cells.ci_low, cells.ci_high - cells["mean"]], fmt="o", capsize=2
-        )
-        ax.set_xticks(x, cells[parameter].astype(str), rotation=45, fontsize=7)
+    """One panel per swept parameter: the default (black) and the cells that change only that parameter, each
+    with its mean and 95% CI; the dashed line is the default's mean."""
+    groups = ablation_groups(table, parameters)
+    if not groups:
+        raise ValueError("an ablation figure needs at least one cell")
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.4 * len(groups) + 1, 3), squeeze=False, sharey=True)
+    for ax, (parameter, rows) in zip(axes[0], groups.items()):
+        x = np.arange(len(rows))
+        colours = ["black" if cell == "default" else "tab:blue" for cell in rows.cell]
+        for xi, (_, row), colour in zip(x, rows.iterrows(), colours):
+            err = [[row["mean"] - row.ci_low], [row.ci_high - row["mean"]]]
+            ax.errorbar(xi, row["mean"], yerr=err, fmt="o", capsize=2, color=colour)
+        names = rows.cell if parameter == "other" else rows[parameter].astype(str)
+        ax.set_xticks(x, names, rotation=45 if parameter == "other" else 0, fontsize=7)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
         ax.set_title(parameter, fontsize=9)
         if reference is not None:
             ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
