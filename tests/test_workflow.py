@@ -205,3 +205,11 @@ def test_report_builds_from_the_tiny_run(tiny_run, tmp_path):
     html = report.read_text(errors="replace")
     for name in ("win_rates.csv", "paper_claims.csv", "training_curves.png", "grid_toy_unseen.png"):
         assert name in html, name
+    assert "ablation_inpo" not in html  # the default target's report
+
+    args = ("--configfile", str(TINY), "--directory", str(workdir))
+    snakemake("--cores", "2", "ablations", *args)  # nothing to do when the ablation test ran first
+    snakemake("--report", str(report), *args, "--", "default", "ablations")
+    html = report.read_text(errors="replace")
+    for name in ("win_rates.csv", "ablation_inpo.csv", "ablation_inpo.png", "ablation_dpo.png"):
+        assert name in html, name
