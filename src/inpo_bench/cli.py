@@ -50,6 +50,19 @@ def cmd_prompts(args: argparse.Namespace) -> None:
     print(f"prompt set {args.name}: {len(frame)} prompts from {record['source']} -> {args.out}")
 
 
+def _write_training_record(out: str | Path, log: Any, evals: Any, **record: Any) -> Path:
+    """A finished training's logs and train.json (provenance + final loss); the model itself is saved after."""
+    from .runtime import provenance, write_csv, write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "train_log.csv", log)
+    if evals is not None:
+        write_csv(out / "eval_log.csv", evals)
+    write_json(out / "train.json", provenance(**record, final_loss=float(log["loss"].iloc[-1])))
+    return out
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from .runtime import set_threads
 
@@ -59,7 +72,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from .methods.objectives import Pretrain
     from .models.bundle import save_full_model
     from .models.tiny import build_toy_model
-    from .runtime import Stopwatch, file_identity, fingerprint, make_accelerator, provenance, write_csv, write_json
+    from .runtime import Stopwatch, file_identity, fingerprint, make_accelerator
     from .scorers.oracle import OracleProgress
     from .toyworld.world import World
     from .train import TrainSettings, clear_checkpoints, train
@@ -88,21 +101,16 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     )
     if not accelerator.is_main_process:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "train_log.csv", log)
-    write_csv(out / "eval_log.csv", evals)
-    write_json(
-        out / "train.json",
-        provenance(
-            method="pretrain",
-            processes=accelerator.num_processes,
-            config=spec,
-            seed=seed,
-            device=device,
-            wall_seconds=clock.seconds(),
-            final_loss=float(log["loss"].iloc[-1]),
-        ),
+    out = _write_training_record(
+        args.out,
+        log,
+        evals,
+        method="pretrain",
+        processes=accelerator.num_processes,
+        config=spec,
+        seed=seed,
+        device=device,
+        wall_seconds=clock.seconds(),
     )
     model.unet.to("cpu")
     model.text_encoder.to("cpu")
@@ -163,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .methods.inversion import InversionSettings
     from .methods.objectives import SFT, Preference
     from .models.bundle import load_model, save_derived_model
-    from .runtime import Stopwatch, file_identity, fingerprint, make_accelerator, provenance, write_csv, write_json
+    from .runtime import Stopwatch, file_identity, fingerprint, make_accelerator
     from .train import TrainSettings, clear_checkpoints, train
 
     spec, clock = args.spec, Stopwatch()
@@ -220,26 +228,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     if not accelerator.is_main_process:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "train_log.csv", log)
-    if progress is not None:
-        write_csv(out / "eval_log.csv", evals)
-    write_json(
-        out / "train.json",
-        provenance(
-            method=args.method,
-            processes=accelerator.num_processes,
-            config=cfg,
-            training=run,
-            init=str(args.init),
-            seed=seed,
-            device=device,
-            mixed_precision=accelerator.mixed_precision,
-            pairs=len(data),
-            wall_seconds=clock.seconds(),
-            final_loss=float(log["loss"].iloc[-1]),
-        ),
+    out = _write_training_record(
+        args.out,
+        log,
+        evals if progress is not None else None,
+        method=args.method,
+        processes=accelerator.num_processes,
+        config=cfg,
+        training=run,
+        init=str(args.init),
+        seed=seed,
+        device=device,
+        mixed_precision=accelerator.mixed_precision,
+        pairs=len(data),
+        wall_seconds=clock.seconds(),
     )
     model.unet.to("cpu", torch.float32)
     save_derived_model(out, model.unet, args.init)  # last: model.json marks the directory complete
@@ -483,16 +485,13 @@ def cmd_ablation_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from . import plots
+    from .tables import ablation_parameters
 
     table = pd.read_csv(args.table)
     block = table[(table.scorer == args.scorer) & (table.promptset == args.promptset)]
     if block.empty:
         raise SystemExit(f"{args.table}: no rows for scorer {args.scorer} on {args.promptset}")
-    parameters = [
-        c
-        for c in block.columns
-        if c not in {"cell", "promptset", "scorer", "mean", "ci_low", "ci_high"} and not c.startswith("win_vs_")
-    ]
+    parameters = ablation_parameters(block)
     default = block[block.cell == "default"]["mean"]
     plots.ablation_panels(
         block,

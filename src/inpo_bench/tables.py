@@ -395,12 +395,14 @@ def ablation_table(
     return pd.DataFrame(rows)
 
 
+def ablation_parameters(table: pd.DataFrame) -> list[str]:
+    """The swept-parameter columns of an ablation table, in order."""
+    fixed = {"cell", "promptset", "scorer", "mean", "ci_low", "ci_high"}
+    return [c for c in table.columns if c not in fixed and not c.startswith("win_vs_")]
+
+
 def ablation_markdown(method: str, table: pd.DataFrame, scorer: str) -> str:
-    parameters = [
-        c
-        for c in table.columns
-        if c not in {"cell", "promptset", "scorer", "mean", "ci_low", "ci_high"} and not c.startswith("win_vs_")
-    ]
+    parameters = ablation_parameters(table)
     parts = [
         f"# Ablations of {method}",
         "",

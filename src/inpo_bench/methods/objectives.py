@@ -94,7 +94,8 @@ def plain_eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, context: torch.
 
 
 class _PairObjective(nn.Module):
-    """Shared drawing of (pair indices, caption dropout, timesteps) for SFT, Diffusion-DPO and DDIM-InPO.
+    """The trained UNet (`policy`) and the shared drawing of (pair indices, caption dropout, timesteps) for SFT,
+    Diffusion-DPO and DDIM-InPO.
 
     `data` is a PairData or any source with `len`, `batch(indices)` and `empty` (data.pairs.LazyPairs);
     `eps_fn(unet, x, t, context)` calls a UNet with the model kind's conditioning (T2IModel.eps).
@@ -102,6 +103,7 @@ class _PairObjective(nn.Module):
 
     def __init__(
         self,
+        unet: nn.Module,
         data: PairData,
         abar: torch.Tensor,
         batch_size: int,
@@ -111,6 +113,7 @@ class _PairObjective(nn.Module):
         eps_fn: Callable[..., torch.Tensor],
     ) -> None:
         super().__init__()
+        self.policy = unet
         t_max = len(abar) - 1 if t_max is None else t_max
         if not 0 <= t_min <= t_max < len(abar):
             raise ValueError(f"timestep range [{t_min}, {t_max}] must lie within [0, {len(abar) - 1}]")
@@ -120,6 +123,9 @@ class _PairObjective(nn.Module):
         self.caption_dropout = caption_dropout
         self.t_min, self.t_max = t_min, t_max
         self.eps_fn = eps_fn
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.policy}
 
     def _draw_common(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         b = self.batch_size
@@ -147,11 +153,7 @@ class SFT(_PairObjective):
         t_max: int | None = None,
         eps_fn: Callable[..., torch.Tensor] = plain_eps,
     ) -> None:
-        super().__init__(data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
-        self.policy = unet
-
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.policy}
+        super().__init__(unet, data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
 
     def draw(self, generator: torch.Generator) -> dict[str, Any]:
         x0, _, batch = self._draw_common(generator)
@@ -189,8 +191,7 @@ class Preference(_PairObjective):
         eps_fn: Callable[..., torch.Tensor] = plain_eps,
         reference_dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
-        self.policy = unet
+        super().__init__(unet, data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
         # the frozen reference starts equal to the policy; kept out of the parameters the optimiser sees, and in
         # half precision under mixed-precision training, as the official scripts keep it
         self.reference = copy.deepcopy(unet).requires_grad_(False).eval()
@@ -200,9 +201,6 @@ class Preference(_PairObjective):
         self.inversion = inversion
         self.timestep_offset = timestep_offset
         self.name = "dpo" if inversion is None else "inpo"
-
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.policy}
 
     def draw(self, generator: torch.Generator) -> dict[str, Any]:
         x0_w, x0_l, batch = self._draw_common(generator)
