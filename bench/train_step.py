@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from inpo_bench.config import load_config  # noqa: E402
+from inpo_bench.data.order import example_generators  # noqa: E402
+from inpo_bench.data.pairs import PairData  # noqa: E402
 from inpo_bench.methods.inversion import InversionSettings  # noqa: E402
-from inpo_bench.methods.objectives import SFT, PairData, Preference  # noqa: E402
+from inpo_bench.methods.objectives import SFT, Preference  # noqa: E402
 from inpo_bench.models.tiny import build_toy_model  # noqa: E402
 from inpo_bench.toyworld.world import World  # noqa: E402
 
@@ -51,8 +53,8 @@ def build(config: dict, method: str, pairs: int) -> tuple[torch.nn.Module, list[
     n = 256
     prompts = [c.prompt for c in world.seen]
     data = PairData(
-        x0_w=torch.rand(n, 3, world.resolution, world.resolution, generator=g) * 2 - 1,
-        x0_l=torch.rand(n, 3, world.resolution, world.resolution, generator=g) * 2 - 1,
+        x0_w=torch.rand(n, 1, 3, world.resolution, world.resolution, generator=g) * 2 - 1,
+        x0_l=torch.rand(n, 1, 3, world.resolution, world.resolution, generator=g) * 2 - 1,
         context=model.encode_prompts(prompts),
         caption_index=torch.arange(n) % len(prompts),
         empty=model.encode_prompts([""])[0],
@@ -78,10 +80,11 @@ def measure(config: dict, method: str, pairs: int, steps: int, threads: int) -> 
     torch.set_num_threads(threads)
     objective, counters = build(config, method, pairs)
     optimizer = torch.optim.AdamW(objective.policy.parameters(), lr=1e-5)
-    generator = torch.Generator().manual_seed(1)
     times, passes = [], []
+    n = len(objective.data)
     for step in range(steps + 3):
-        batch = objective.draw(generator)
+        positions = torch.arange(step * pairs, (step + 1) * pairs).numpy()
+        batch = objective.draw(objective.source.fetch(positions % n), example_generators(1, positions))
         before = sum(c.images for c in counters)
         start = time.perf_counter()
         loss, _ = objective(**batch)

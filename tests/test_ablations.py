@@ -4,6 +4,7 @@ import pytest
 
 from inpo_bench.ablations import cell_config, parse_cell, read_table, read_tables
 from inpo_bench.errors import ConfigError
+from tests.conftest import REPO
 
 
 def test_cell_round_trip_and_typing(default_config):
@@ -18,10 +19,14 @@ def test_cell_round_trip_and_typing(default_config):
         parse_cell("beta500")
 
 
-def test_read_table_lists_cells_in_row_order(tmp_path, default_config):
+def test_read_table_lists_cells_in_row_order_with_only_their_set_fields(tmp_path, default_config):
     table = tmp_path / "grid.tsv"
-    table.write_text("beta\tinv_model\n500\tpolicy\n5000\treference\n")
-    assert read_table(table, default_config, "inpo") == ["beta~500/inv_model~policy", "beta~5000/inv_model~reference"]
+    table.write_text("beta\tinv_model\n500\t\n5000\treference\n\treference\n")
+    assert read_table(table, default_config, "inpo") == [
+        "beta~500",
+        "beta~5000/inv_model~reference",
+        "inv_model~reference",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -31,6 +36,9 @@ def test_read_table_lists_cells_in_row_order(tmp_path, default_config):
         ("betta\n500\n", r"unknown key\(s\) \['betta'\]"),
         ("beta\n-3\n", "inpo.beta"),
         ("beta\n500\n500\n", "duplicated rows"),
+        ("beta\tt_max\n2000\t500\n", r"line 2: beta 2000 is this run's own inpo\.beta; leave the field empty"),
+        ("inv_eta\n0.1\n", r"inv_eta 0\.1 is this run's own inpo\.inversion\.eta"),
+        ("beta\tt_max\n\t\n", "every field is empty"),
         ("inversion.model\npolicy\n", "must be an identifier"),
         ("beta\n", "no rows"),
     ],
@@ -57,3 +65,40 @@ def test_several_tables_of_one_method_keep_their_own_columns(tmp_path, default_c
     assert read_tables("grid.tsv", default_config, "inpo", tmp_path) == ["beta~500"]
     with pytest.raises(ConfigError, match="also in another table"):
         read_tables(["grid.tsv", "grid.tsv"], default_config, "inpo", tmp_path)
+
+
+SHIPPED = [
+    ["config.yaml"],
+    ["config.yaml", "sd15.yaml"],
+    ["config.yaml", "sdxl.yaml"],
+    ["config.yaml", "smoke-sd.yaml"],
+]
+
+
+@pytest.mark.parametrize("files", SHIPPED, ids=lambda f: f[-1])
+def test_every_shipped_cell_differs_from_its_config_in_exactly_its_swept_keys(files):
+    """The SDXL table once hard-coded SD1.5's beta, so every SDXL cell also changed beta and its `beta~5000`
+    retrained the default model; each cell must now change what it names and nothing else."""
+    from inpo_bench.ablations import key_path
+    from inpo_bench.config import load_config
+
+    config = load_config(*(REPO / "config" / f for f in files))
+    checked = 0
+    for method, paths in config["ablations"].items():
+        for cell in read_tables(paths, config, method, REPO):
+            merged = cell_config(config[method], cell)
+            swept = {key_path(column) for column in parse_cell(cell)}
+            changed = set(_differences(config[method], merged))
+            assert changed == swept, (files[-1], method, cell, changed)
+            checked += 1
+    assert checked > 0
+
+
+def _differences(a: dict, b: dict, prefix: tuple = ()) -> list[tuple]:
+    out = []
+    for key in a.keys() | b.keys():
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out += _differences(a[key], b[key], (*prefix, key))
+        elif a.get(key) != b.get(key):
+            out.append((*prefix, key))
+    return out

@@ -5,11 +5,21 @@ import math
 import pytest
 import torch
 
+from inpo_bench.data.order import example_generators
+from inpo_bench.data.pairs import PairData
 from inpo_bench.diffusion import add_noise
 from inpo_bench.methods.inversion import InversionSettings, invert
 from inpo_bench.methods.losses import dpo_loss, inpo_target, per_sample_mse
-from inpo_bench.methods.objectives import SFT, PairData, Preference
+from inpo_bench.methods.objectives import SFT, Preference
 from inpo_bench.models.bundle import load_model
+
+
+def draw(objective, seed, indices=None):
+    """A micro-batch as the trainer draws it: pairs `indices` (default: the first batch_size, wrapping), one
+    generator per pair."""
+    n = objective.batch_size
+    indices = torch.arange(n) % len(objective.data) if indices is None else torch.as_tensor(indices)
+    return objective.draw(objective.source.fetch(indices.numpy()), example_generators(seed, range(len(indices))))
 
 
 @pytest.fixture()
@@ -23,8 +33,8 @@ def data(model):
     n = 6
     captions = ["a red circle on a blue background", "a green square on a white background"]
     return PairData(
-        x0_w=torch.rand(n, 3, 16, 16, generator=g) * 2 - 1,
-        x0_l=torch.rand(n, 3, 16, 16, generator=g) * 2 - 1,
+        x0_w=torch.rand(n, 1, 3, 16, 16, generator=g) * 2 - 1,
+        x0_l=torch.rand(n, 1, 3, 16, 16, generator=g) * 2 - 1,
         context=model.encode_prompts(captions),
         caption_index=torch.tensor([0, 1, 0, 1, 0, 1]),
         empty=model.encode_prompts([""])[0],
@@ -33,7 +43,7 @@ def data(model):
 
 def test_dpo_shares_t_and_noise_and_starts_at_log2(model, data):
     objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=4, caption_dropout=0.0, beta=2000.0)
-    batch = objective.draw(torch.Generator().manual_seed(1))
+    batch = draw(objective, 1)
     assert batch["noise"].shape == batch["x0_w"].shape == (4, 3, 16, 16) and batch["t"].shape == (4,)
     loss, metrics = objective(**batch)
     # the reference is a copy of the policy, so every logit is 0 and the loss is log 2
@@ -56,7 +66,7 @@ def test_dpo_shares_t_and_noise_and_starts_at_log2(model, data):
 
 def test_caption_dropout_uses_the_empty_prompt(model, data):
     objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=64, caption_dropout=0.5, beta=1.0)
-    context = objective.draw(torch.Generator().manual_seed(2))["context"]
+    context = draw(objective, 2)["context"]
     empty = (context == data.empty).all(dim=(1, 2))
     assert 0.3 < empty.float().mean() < 0.7
     assert not (context[~empty] == data.empty).all(dim=(1, 2)).any()
@@ -67,7 +77,7 @@ def test_inpo_regresses_onto_tau_of_the_inverted_latent(model, data):
     objective = Preference(
         model.unet, data, model.alphas_cumprod, batch_size=3, caption_dropout=0.0, beta=2000.0, inversion=settings
     )
-    batch = objective.draw(torch.Generator().manual_seed(3))
+    batch = draw(objective, 3)
     assert batch["eta_noise"].shape == (10, 6, 3, 16, 16) and "noise" not in batch
     loss, metrics = objective(**batch)
     assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
@@ -101,7 +111,7 @@ def test_inpo_can_invert_with_the_reference(model, data):
         t_min=100,
         t_max=300,
     )
-    batch = objective.draw(torch.Generator().manual_seed(4))
+    batch = draw(objective, 4)
     assert batch["t"].min() >= 100 and batch["t"].max() <= 300
     calls = []
     original = objective.reference.forward
@@ -113,9 +123,9 @@ def test_inpo_can_invert_with_the_reference(model, data):
 
 def test_sft_trains_on_winners(model, data):
     objective = SFT(model.unet, data, model.alphas_cumprod, batch_size=4, caption_dropout=0.0)
-    batch = objective.draw(torch.Generator().manual_seed(5))
-    assert any(torch.equal(batch["x0"][0], w) for w in data.x0_w)
-    assert not any(torch.equal(batch["x0"][0], w) for w in data.x0_l)
+    batch = draw(objective, 5)
+    assert all(torch.equal(batch["x0"][i], data.x0_w[i, 0]) for i in range(4))
+    assert not any(torch.equal(batch["x0"][0], w) for w in data.x0_l[:, 0])
     loss, metrics = objective(**batch)
     assert loss.requires_grad and metrics["model_mse"] == pytest.approx(loss.item())
     assert set(objective.trainable_modules()) == {"unet"}

@@ -11,14 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
-from inpo_bench.data.pairs import EncodedPairs, LazyPairs, encode_to_disk, load_pair_data
-from inpo_bench.data.pickapic import prepare_pairs
-from inpo_bench.models.bundle import load_model, write_base_spec
-from inpo_bench.smoke import pipelines
 from tests.conftest import REPO, snakemake
 
 SMOKE = REPO / "config" / "smoke-sd.yaml"
@@ -54,6 +49,17 @@ def test_smoke_config_runs_the_paper_dag_end_to_end(smoke_run):
     assert json.loads((out / "models" / "inpo" / "train.json").read_text())["init"].endswith("models/sft")
     encoded = json.loads((out / "data" / "encoded" / "encoded.json").read_text())
     assert encoded["pairs"] == 22 and encoded["x0_shape"] == [4, 16, 16] and encoded["dtype"] == "float16"
+    assert encoded["flips"] == 2  # data.flip: both flips of every image are on disk
+    record = json.loads((out / "models" / "dpo" / "train.json").read_text())
+    assert record["pairs_per_step"] == 4 and record["grad_accum"] == 2 and record["data"]["flip"]
+
+    # HPDv2's photo style is never sampled: its scores are hpdv2's rows with photo- prompt ids
+    assert not (out / "samples" / "inpo" / "hpdv2_photo").exists()
+    for scorer in ("pickscore", "clip"):
+        full = pd.read_csv(out / "scores" / "inpo" / "hpdv2" / f"{scorer}.csv")
+        photo = pd.read_csv(out / "scores" / "inpo" / "hpdv2_photo" / f"{scorer}.csv")
+        assert len(photo) >= 1 and photo.prompt_id.str.startswith("photo-").all()
+        assert photo.equals(full[full.prompt_id.str.startswith("photo-")].reset_index(drop=True))
 
     for promptset in ("pickapic_test_unique", "parti", "hpdv2"):
         assert json.loads((out / "prompts" / f"{promptset}.json").read_text())["used"] == 2
@@ -79,13 +85,17 @@ def test_sdxl_smoke_trains_and_scores(smoke_run):
     out = smoke_run / "results" / "smoke-sdxl"
     assert json.loads((out / "models" / "base" / "model.json").read_text())["kind"] == "sdxl"
     record = json.loads((out / "models" / "inpo" / "train.json").read_text())
-    assert record["config"]["optimizer"] == "adafactor" and record["training"]["gradient_checkpointing"]
+    assert record["config"]["optimizer"] == "adafactor" and record["gradient_checkpointing"]
     unet = UNet2DConditionModel.from_pretrained(out / "models" / "inpo" / "unet")
     assert unet.config.addition_embed_type == "text_time"
     assert len(pd.read_csv(smoke_run / target)) == 2
 
 
-def test_paper_configs_plan_the_full_dag_on_slurm(tmp_path):
+GPU_RULES = {"train", "sample", "score_model", "encode_pairs"}
+
+
+def slurm_dry_run(config: str, workdir: Path) -> tuple[str, dict[str, int], dict[str, dict[str, str]]]:
+    """The SLURM plan of a paper config: its output, job counts, and the resources of each rule's first job."""
     dry = snakemake(
         "-n",
         "-p",
@@ -96,43 +106,51 @@ def test_paper_configs_plan_the_full_dag_on_slurm(tmp_path):
         "--workflow-profile",
         "profiles/slurm",
         "--configfile",
-        str(REPO / "config" / "sd15.yaml"),
+        str(REPO / "config" / config),
         "--directory",
-        str(tmp_path),
-    )
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout.split("Job stats:")[1].split("\n\n")[0], re.M))
-    promptsets = 7  # pickapic_test_unique, parti, hpdv2 and its four styles
-    assert counts["train"] == "3" and counts["base_model"] == "1" and counts["prepare_pairs"] == "1"
-    assert counts["sample"] == str(4 * promptsets) and counts["score_models"] == str(4 * promptsets)
-    assert counts["prepare_scorer"] == "4"  # hpsv2, hpsv21, imagereward, aesthetic
-    assert "accelerate launch --multi_gpu --num_processes 8" in dry.stdout and "gpu=8" in dry.stdout
-    assert "--method inpo --init results/sd15/models/sft" in dry.stdout  # SD1.5 InPO starts from SFT
-    sdxl = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "sdxl.yaml"), "--directory", str(tmp_path))
-    assert "--method inpo --init results/sdxl/models/base" in sdxl.stdout and '"optimizer": "adafactor"' in sdxl.stdout
+        str(workdir),
+    ).stdout
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", dry.split("Job stats:")[1].split("\n\n")[0], re.M)}
+    resources = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        found = re.search(r"resources: (.*)", block)
+        if rule and found:
+            resources.setdefault(rule[1], dict(item.split("=", 1) for item in found[1].split(", ")))
+    return dry, counts, resources
 
 
-def test_lazy_and_disk_pairs_match_the_in_memory_encoding(tmp_path):
-    shard = pipelines.build_pickapic_shard(tmp_path / "train.parquet")
-    prepare_pairs([shard], tmp_path / "pairs.parquet", source="pickapic_v2", batch_rows=5)
-    write_base_spec(tmp_path / "base", "sd", 32, str(pipelines.build_sd15(tmp_path / "sd15")))
-    model = load_model(tmp_path / "base")
-    memory, lazy = (
-        load_pair_data(tmp_path / "pairs.parquet", model),
-        LazyPairs(tmp_path / "pairs.parquet", model, cached_groups=1),
-    )
-    assert len(memory) == len(lazy) == 22
-    indices = torch.tensor([21, 0, 5, 13, 0])  # across row groups, out of order, repeated
-    for a, b in zip(memory.batch(indices), lazy.batch(indices)):
-        assert torch.allclose(a, b, atol=1e-5)
-    assert torch.equal(memory.empty, lazy.empty)
-    summary = encode_to_disk(tmp_path / "pairs.parquet", model, tmp_path / "encoded", batch_size=5)
-    assert summary["pairs"] == 22 and summary["captions"] == len(
-        set(pd.read_parquet(tmp_path / "pairs.parquet").caption)
-    )
-    disk = EncodedPairs(tmp_path / "encoded")
-    assert len(disk) == 22
-    for a, b in zip(memory.batch(indices), disk.batch(indices)):
-        assert torch.allclose(a, b, atol=2e-3 * max(1.0, float(a.abs().max())))  # float16 on disk
+@pytest.mark.parametrize("config", ["sd15.yaml", "sdxl.yaml"])
+def test_paper_configs_plan_sane_slurm_jobs(tmp_path, config):
+    dry, counts, resources = slurm_dry_run(config, tmp_path)
+    run = config.removesuffix(".yaml")
+    models, sampled, styles = 4, 3, 4  # base, sft, dpo, inpo; pickapic, parti, hpdv2 (its styles are derived)
+    assert counts["train"] == 3 and counts["base_model"] == 1 and counts["prepare_pairs"] == 1
+    assert counts["sample"] == models * sampled and counts["score_model"] == models * sampled * 6
+    assert counts["subset_scores"] == models * styles and counts["prepare_scorer"] == 4
+    assert counts.get("encode_pairs", 0) == (1 if run == "sd15" else 0)  # sdxl encodes per batch
+    for rule, res in resources.items():
+        assert int(res["mem_mb"]) >= 8000 and int(res["runtime"]) >= 60, rule
+        if rule in GPU_RULES:
+            assert res["slurm_partition"] == "gpu" and int(res["gpu"]) >= 1, rule
+        else:
+            assert res["slurm_partition"] == "cpu" and int(res.get("gpu", 0)) == 0, rule
+    assert int(resources["train"]["gpu"]) == 8 and int(resources["train"]["runtime"]) == 2 * 24 * 60
+    assert "accelerate launch --multi_gpu --num_processes 8" in dry
+    if run == "sd15":
+        assert (
+            int(resources["encode_pairs"]["runtime"]) >= 12 * 60 and int(resources["encode_pairs"]["cpus_per_task"]) > 1
+        )
+        assert "--method inpo --init results/sd15/models/sft" in dry  # SD1.5 InPO starts from SFT
+        assert "encode-pairs" in dry and "--flip --workers 8" in dry
+    else:
+        assert "--method inpo --init results/sdxl/models/base" in dry and '"optimizer": "adafactor"' in dry
+        assert "--gradient-checkpointing 1" in dry
+    # what cannot change the weights is not in --spec, so changing it retrains nothing
+    specs = re.findall(r"--spec '([^']*)'", dry)
+    train_specs = [json.loads(s) for s in specs if '"method"' in s]
+    assert train_specs and all("checkpoint_every" not in s["method"] for s in train_specs)
+    assert all("progress_eval" not in s and "eval_every" not in s["method"] for s in train_specs)
 
 
 def test_sd_images_are_resized_and_centre_cropped(tmp_path):
@@ -147,3 +165,14 @@ def test_sd_images_are_resized_and_centre_cropped(tmp_path):
     assert out.shape == (32, 32, 3) and out[:, 2:30].min() > 200
     with pytest.raises(Exception, match="the model works at 32px"):
         prepare_image(buffer.getvalue(), 32, "toy image", exact=True)
+
+
+@pytest.mark.slow
+def test_changing_one_scorer_rescores_with_that_scorer_only(smoke_run, tmp_path):
+    overlay = tmp_path / "clip.yaml"
+    overlay.write_text("scorers: {clip: {model: resources/smoke/scorers/clip-h}}\n")
+    dry = snakemake("-n", "-p", "--configfile", str(SMOKE), str(overlay), "--directory", str(smoke_run)).stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.split("Job stats:")[1].split("\n\n")[0], re.M))
+    assert counts["score_model"] == str(4 * 3)  # 4 models x 3 sampled prompt sets, clip alone
+    assert "train" not in counts and "sample" not in counts
+    assert re.findall(r"--scorer (\w+)", dry) == ["clip"] * 12

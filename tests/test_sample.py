@@ -76,3 +76,14 @@ def test_prompt_set_validation(tmp_path):
         frame.to_csv(bad, index=False)
         with pytest.raises(ValueError, match=message):
             read_prompts(bad)
+
+
+def test_prompts_are_text_encoded_batch_by_batch(tiny_model_dir):
+    """All at once, SDXL's two encoders hold every layer's hidden states of every prompt: ~26 GB for HPDv2."""
+    model = load_model(tiny_model_dir)
+    sizes = []
+    original = model.encode_prompts
+    model.encode_prompts = lambda prompts: sizes.append(len(prompts)) or original(prompts)
+    prompts = [(f"p{i}", f"a red circle on a {c} background") for i, c in enumerate(["blue", "white", "black"] * 3)]
+    images = list(generate(model, prompts, [0, 1], SamplerSettings(steps=2, batch_size=4)))
+    assert len(images) == 18 and max(sizes) <= 4 and sum(sizes) >= 9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,26 +11,22 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from inpo_bench.config import deep_merge, load_config
+from inpo_bench.config import deep_merge, load_config, training_spec
 from tests.conftest import REPO, TINY
 
 pytestmark = pytest.mark.slow
 
 
 def train_command(tiny_run: Path, method: str, out: Path, scratch: Path, overrides: dict) -> list[str]:
+    """The command the train rule runs (config.training_spec for --spec), with method settings overridden."""
     config = load_config(REPO / "config" / "config.yaml", TINY)
-    spec = {
-        "method": deep_merge(config[method], overrides),
-        "progress_eval": config["progress_eval"],
-        "training": config["training"],
-        "encoding": config["data"]["encoding"],
-        "seed": 0,
-        "device": "cpu",
-    }
+    method_config = deep_merge(config[method], overrides)
+    spec = {**training_spec(config, method_config), "device": "cpu"}
     return [
         "-m",
         "inpo_bench",
@@ -46,6 +43,8 @@ def train_command(tiny_run: Path, method: str, out: Path, scratch: Path, overrid
         str(out),
         "--scratch",
         str(scratch),
+        "--checkpoint-every",
+        str(method_config["checkpoint_every"]),
         "--threads",
         "1",
     ]
@@ -60,6 +59,52 @@ def unet_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(model_dir / "unet" / "diffusion_pytorch_model.safetensors")
 
 
+ACCELERATE_2 = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
+
+
+def kill_after_checkpoint(command: list[str], scratch: Path, step: int) -> None:
+    """Start a training command and kill -9 it and every process below it once `step` is saved, as a cluster
+    scheduler ends a job (torchrun starts its workers in sessions of their own, out of reach of killpg)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 180
+    while not (scratch / f"step-{step:07d}").is_dir():
+        assert process.poll() is None and time.time() < deadline, "training ended before the checkpoint"
+        time.sleep(0.05)
+    tree = [process.pid, *(child.pid for child in psutil.Process(process.pid).children(recursive=True))]
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+    psutil.wait_procs([p for p in map(_process, tree[1:]) if p is not None], timeout=30)
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def largest_change(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
 @pytest.mark.parametrize("method", ["dpo", "inpo"])
 def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tmp_path, method):
     overrides = {"steps": 24, "checkpoint_every": 4, "eval_every": 0}
@@ -68,20 +113,7 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tm
     assert result.returncode == 0, result.stderr
 
     out, scratch = tmp_path / "run", tmp_path / "scratch"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        [sys.executable, *train_command(tiny_run, method, out, scratch, overrides)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 120
-    while not (scratch / "step-0000008").is_dir():
-        assert process.poll() is None and time.time() < deadline, "training ended before the second checkpoint"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_checkpoint([sys.executable, *train_command(tiny_run, method, out, scratch, overrides)], scratch, 8)
     assert not (out / "model.json").exists()
 
     result = run(train_command(tiny_run, method, out, scratch, overrides))
@@ -96,33 +128,36 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tm
     assert not list(scratch.glob("step-*"))  # and the checkpoints are gone once the model is saved
 
 
-def test_two_processes_under_accelerate_write_the_same_outputs(tiny_run, tmp_path):
-    overrides = {"steps": 3, "checkpoint_every": 2}
-    single, double = tmp_path / "one", tmp_path / "two"
-    assert run(train_command(tiny_run, "dpo", single, tmp_path / "s1", overrides)).returncode == 0
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
-    result = run(train_command(tiny_run, "dpo", double, tmp_path / "s2", overrides), launcher=launcher)
+def test_two_processes_resume_exactly_and_train_what_one_process_trains(tiny_run, tmp_path):
+    """Two gloo processes killed after a checkpoint resume (every rank, not just rank 0) to the weights of an
+    uninterrupted two-process run; a one-process run of the same pairs_per_step trains the same model up to the
+    order of floating-point sums, and does not resume from the two-process checkpoints."""
+    overrides = {"steps": 24, "checkpoint_every": 4, "eval_every": 0, "batch_size": 2}
+    uninterrupted, resumed, single = tmp_path / "two", tmp_path / "two-resumed", tmp_path / "one"
+    result = run(train_command(tiny_run, "dpo", uninterrupted, tmp_path / "s-two", overrides), launcher=ACCELERATE_2)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in single.iterdir()) == sorted(p.name for p in double.iterdir())
-    assert json.loads((double / "train.json").read_text())["processes"] == 2
-    assert json.loads((single / "train.json").read_text())["processes"] == 1
-    weights = unet_weights(double)
-    assert all(torch.isfinite(w).all() for w in weights.values())
-    # data parallelism adds each rank's micro-batch, so two processes train on different pairs than one
-    assert any(not torch.equal(weights[k], w) for k, w in unet_weights(single).items())
+    two_record = json.loads((uninterrupted / "train.json").read_text())
+    assert two_record["processes"] == 2 and two_record["pairs_per_step"] == 4 and two_record["grad_accum"] == 1
+
+    scratch = tmp_path / "s-resumed"
+    kill_after_checkpoint([*ACCELERATE_2, *train_command(tiny_run, "dpo", resumed, scratch, overrides)], scratch, 8)
+    assert not (resumed / "model.json").exists()
+    result = run(train_command(tiny_run, "dpo", resumed, scratch, overrides), launcher=ACCELERATE_2)
+    assert result.returncode == 0, result.stderr  # rank 1 restores its state too (it segfaulted here before)
+    assert "resumed from" in result.stdout
+    two = unet_weights(uninterrupted)
+    for key, value in two.items():
+        assert torch.equal(value, unet_weights(resumed)[key]), key
+
+    kill_after_checkpoint([*ACCELERATE_2, *train_command(tiny_run, "dpo", single, scratch, overrides)], scratch, 8)
+    assert not (single / "model.json").exists()
+    result = run(train_command(tiny_run, "dpo", single, scratch, overrides))
+    assert result.returncode == 0, result.stderr
+    assert "ignoring checkpoints" in result.stdout and "resumed from" not in result.stdout
+    record = json.loads((single / "train.json").read_text())
+    assert record["processes"] == 1 and record["pairs_per_step"] == 4 and record["grad_accum"] == 2
+    moved = largest_change(two, unet_weights(tiny_run / "models" / "base"))
+    assert largest_change(unet_weights(single), two) < 0.01 * moved
 
 
 def test_divergence_is_a_one_line_error_and_writes_no_model(tiny_run, tmp_path):

@@ -1,12 +1,15 @@
 """Ablation grids: TSV tables whose rows are variants of a method's config, one output path per row.
 
 A method may have several tables (e.g. a hyperparameter grid and training-seed repeats); their cells form one
-ablation table of that method. Keys a table does not name keep the method's default.
+ablation table of that method. A cell sets only what it sweeps: an empty field, like a key the table does not
+name, keeps the run's config value, so one table serves configs with other defaults (SD1.5's beta 2000, SDXL's
+5000) without silently changing them. A field equal to the config's value is refused: that cell would retrain the
+default model (the ablation table's `default` row) under another name.
 
-A row's parameters are encoded in its model id, e.g. `inpo/beta~500/t_max~999/inv_grid~official`, so that
+A row's set fields are encoded in its model id, e.g. `inpo/beta~500` or `inpo/t_max~500/inv_grid~exact`, so that
 rerunning one cell reruns only that cell and the tables. Columns name keys of the method's config section; a
-column `inv_<key>` names `inversion.<key>` (Snakemake's Paramspace needs identifier-like column names). Values
-keep their TSV spelling in paths and are typed (int, float, else string) when merged into the config.
+column `inv_<key>` names `inversion.<key>` (ids need identifier-like names). Values keep their TSV spelling in
+paths and are typed (int, float, else string) when merged into the config.
 """
 
 from __future__ import annotations
@@ -59,10 +62,15 @@ def cell_config(method_config: dict[str, Any], cell: str) -> dict[str, Any]:
     return merged
 
 
+def _lookup(method_config: dict[str, Any], column: str) -> Any:
+    value: Any = method_config
+    for name in key_path(column):
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
 def read_table(path: str | Path, config: dict[str, Any], method: str) -> list[str]:
     """The cell ids of an ablation TSV, after checking every row as a full config (before any job runs)."""
-    from snakemake.utils import Paramspace
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ablation table {path} (config key ablations.{method}) does not exist")
@@ -72,15 +80,27 @@ def read_table(path: str | Path, config: dict[str, Any], method: str) -> list[st
     for column in table.columns:
         if not column.isidentifier():
             raise ConfigError(f"{path}: column {column!r} must be an identifier (use inv_<key> for inversion.<key>)")
-    cells = list(Paramspace(table).instance_patterns)
-    if len(set(cells)) != len(cells):
-        raise ConfigError(f"{path}: duplicated rows")
-    for row, cell in enumerate(cells, start=2):
+    cells = []
+    for line, row in enumerate(table.to_dict("records"), start=2):
+        fields = {column: value.strip() for column, value in row.items() if value.strip()}
+        if not fields:
+            raise ConfigError(f"{path} line {line}: every field is empty; a cell sets at least one key")
+        for column, value in fields.items():
+            default = _lookup(config[method], column)
+            if typed(value) == default:
+                raise ConfigError(
+                    f"{path} line {line}: {column} {value} is this run's own {method}.{'.'.join(key_path(column))}; "
+                    "leave the field empty (the default model is the ablation table's 'default' row)"
+                )
+        cell = "/".join(f"{column}~{value}" for column, value in fields.items())
+        if cell in cells:
+            raise ConfigError(f"{path} line {line}: duplicated rows ({cell})")
         candidate = {**config, method: cell_config(config[method], cell)}
         try:
             validate_config(candidate)
         except ConfigError as error:
-            raise ConfigError(f"{path} line {row} ({cell}):\n{error}") from None
+            raise ConfigError(f"{path} line {line} ({cell}):\n{error}") from None
+        cells.append(cell)
     return cells
 
 

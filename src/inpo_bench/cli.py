@@ -131,13 +131,17 @@ def cmd_smoke_assets(args: argparse.Namespace) -> None:
 
 
 def cmd_base_model(args: argparse.Namespace) -> None:
-    from .models.bundle import load_model, write_base_spec
+    from .models.bundle import MODEL_FILE, check_model, write_base_spec
 
     write_base_spec(args.out, args.kind, args.resolution, args.pretrained, args.vae)
-    model = load_model(args.out)  # fail here, naming the missing component, rather than in every later job
+    try:  # fail here, naming the missing component, rather than in every later job; no weights are loaded
+        summary = check_model(args.out)
+    except Exception:
+        (Path(args.out) / MODEL_FILE).unlink(missing_ok=True)  # no half-checked model for later jobs
+        raise
     print(
-        f"base model: {args.kind} from {args.pretrained} ({model.unet.num_parameters() / 1e6:.1f} M UNet "
-        f"parameters, x0 {model.x0_shape}) -> {args.out}"
+        f"base model: {args.kind} from {args.pretrained} ({summary['unet_parameters'] / 1e6:.1f} M UNet "
+        f"parameters, text width {summary['cross_attention_dim']}) -> {args.out}"
     )
 
 
@@ -145,29 +149,53 @@ def cmd_encode_pairs(args: argparse.Namespace) -> None:
     from .runtime import set_threads
 
     set_threads(args.threads)
-    from .data.pairs import encode_to_disk
+    from .data.encode import encode_to_disk
     from .models.bundle import load_model
     from .runtime import Stopwatch, pick_device, provenance, write_json
 
     clock = Stopwatch()
-    model = load_model(args.model, pick_device(args.device))
-    summary = encode_to_disk(args.pairs, model, args.out, args.batch_size)
+    model = load_model(args.model, pick_device(args.device), with_unet=False)  # the VAE and text encoders only
+    summary = encode_to_disk(
+        args.pairs,
+        model,
+        args.out,
+        batch_size=args.batch_size,
+        chunk=args.chunk,
+        flip=args.flip,
+        workers=args.workers,
+        model_name=str(args.model),
+    )
     write_json(
         Path(args.out) / "encoded.json",
         provenance(**summary, pairs_file=str(args.pairs), model=str(args.model), wall_seconds=clock.seconds()),
     )
+    resumed = f", {summary['chunks_resumed']} of {summary['chunks']} chunks kept from an earlier attempt"
     print(
-        f"encoded {summary['pairs']} pairs and {summary['captions']} captions in {clock.seconds():.0f} s -> {args.out}"
+        f"encoded {summary['pairs']} pairs ({summary['flips']} flip(s)) and {summary['captions']} captions in "
+        f"{clock.seconds():.0f} s{resumed if summary['chunks_resumed'] else ''} -> {args.out}"
     )
+
+
+def _pair_source(spec: dict[str, Any], args: argparse.Namespace, model: Any, losers: bool) -> Any:
+    """The training pairs as the config's data.encoding asks: in memory, memory-mapped from disk, or per batch."""
+    from .data.pairs import EncodedPairs, LazyPairs, load_pair_data
+
+    data = spec["data"]
+    if data["encoding"] == "disk":
+        return EncodedPairs(args.encoded, data["flip"], losers, args.workers)
+    if data["encoding"] == "per_batch":
+        return LazyPairs(args.pairs, model, data["flip"], losers, args.workers)
+    return load_pair_data(args.pairs, model, data["flip"], losers)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .runtime import set_threads
 
     set_threads(args.threads)
+    from dataclasses import replace
+
     import torch
 
-    from .data.pairs import EncodedPairs, LazyPairs, load_pair_data
     from .methods.inversion import InversionSettings
     from .methods.objectives import SFT, Preference
     from .models.bundle import load_model, save_derived_model
@@ -180,12 +208,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(spec["device"], run["mixed_precision"])
     device = str(accelerator.device)
     model = load_model(args.init, device)
-    if run["gradient_checkpointing"]:
+    if args.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
-    if spec["encoding"] == "disk":
-        data = EncodedPairs(args.encoded)
-    else:
-        data = load_pair_data(args.pairs, model) if spec["encoding"] == "memory" else LazyPairs(args.pairs, model)
+    data = _pair_source(spec, args, model, losers=args.method != "sft")
     common = {
         "data": data,
         "abar": model.alphas_cumprod,
@@ -217,13 +242,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     torch.manual_seed(seed)
     inputs = {"init": file_identity(Path(args.init) / "model.json"), "pairs": file_identity(args.pairs)}
     stamp = fingerprint(method=args.method, spec=spec, **inputs)
+    settings = replace(TrainSettings.from_dict(cfg, seed), checkpoint_every=args.checkpoint_every)
+    layout = settings.layout(cfg["batch_size"], accelerator.num_processes)
     log, evals = train(
         objective,
-        TrainSettings.from_dict(cfg, seed),
+        settings,
         args.scratch,
         accelerator,
         evaluate=progress,
-        eval_every=cfg["eval_every"],
+        eval_every=cfg.get("eval_every", 0),
         fingerprint=stamp,
     )
     if not accelerator.is_main_process:
@@ -234,12 +261,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         evals if progress is not None else None,
         method=args.method,
         processes=accelerator.num_processes,
+        pairs_per_step=layout.per_step,
+        grad_accum=layout.grad_accum,
+        skipped_steps=int(log["skipped"].sum()),
         config=cfg,
         training=run,
+        data={**spec["data"], "workers": args.workers},
         init=str(args.init),
         seed=seed,
         device=device,
         mixed_precision=accelerator.mixed_precision,
+        gradient_checkpointing=bool(args.gradient_checkpointing),
         pairs=len(data),
         wall_seconds=clock.seconds(),
     )
@@ -354,6 +386,25 @@ def cmd_score_oracle(args: argparse.Namespace) -> None:
     for name, frame in oracle_scores(index, samples, World.load(args.world)).items():
         write_csv(Path(args.out_dir) / f"{name}.csv", frame)
     print(f"oracle scores of {len(index)} images -> {args.out_dir}")
+
+
+def cmd_subset_scores(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .data.prompts import REAL_SETS, subset_rows
+    from .runtime import provenance, write_csv, write_json
+
+    for source in map(Path, args.scores):
+        scores = pd.read_csv(source, dtype={"prompt_id": str})
+        subset = subset_rows(scores, args.name)
+        if subset.empty:
+            raise SystemExit(f"{source}: no prompt id starts with {REAL_SETS[args.name].id_prefix!r}")
+        out = Path(args.out_dir) / source.name
+        write_json(
+            out.with_suffix(".json"), provenance(derived_from=str(source), promptset=args.name, images=len(subset))
+        )
+        write_csv(out, subset)
+        print(f"{args.name}: {len(subset)} of {len(scores)} scores of {source} -> {out}")
 
 
 def _score_entries(paths: list[str]) -> dict[tuple[str, str, str], str]:
@@ -617,7 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True)
     p.add_argument("--model", required=True, help="the base model directory (its VAE and text encoders)")
     p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per VAE batch")
+    p.add_argument("--chunk", type=int, default=4096, help="pairs per chunk file (the unit a rerun resumes at)")
+    p.add_argument("--flip", action="store_true", help="also encode every image flipped (data.flip)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding JPEGs")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
 
@@ -629,7 +683,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec",
         type=_spec,
         required=True,
-        help='{"method": {...}, "training", "encoding", "progress_eval", "seed", "device"}',
+        help='{"method": {...}, "training", "data", "seed", "device"} (+ "progress_eval" in the toy world)',
+    )
+    p.add_argument(
+        "--gradient-checkpointing", type=int, choices=[0, 1], default=0, help="1: recompute activations in backward"
+    )
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers reading pairs (per_batch, disk)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="steps between resumable checkpoints (0: none); not in --spec, because it does not change the weights",
     )
     p.add_argument("--encoded", help="folder of pairs encoded by `encode-pairs` (data.encoding: disk)")
     p.add_argument("--world", help="world.json: measure the model with the toy oracle during training")
@@ -666,6 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", required=True)
     p.add_argument("--out-dir", required=True)
 
+    p = add("subset-scores", cmd_subset_scores, "a subset prompt set's scores (HPDv2 styles) from its superset's")
+    p.add_argument("--name", required=True, help="the subset, e.g. hpdv2_anime")
+    p.add_argument("--scores", nargs="+", required=True, help="the superset's score files (one per scorer)")
+    p.add_argument("--out-dir", required=True, help="where each file of the same name goes")
+
     p = add("tables", cmd_tables, "mean scores, win rates, training curves and the toy claims table")
     p.add_argument("--scores", nargs="+", required=True, help=".../scores/<model>/<promptset>/<scorer>.csv files")
     p.add_argument("--comparisons", nargs="*", default=[], help="model:baseline pairs for win rates")
@@ -681,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ablation-table", cmd_ablation_table, "one row per ablation cell: parameters, scores, win rates")
     p.add_argument("--method", required=True)
     p.add_argument("--method-config", type=_spec, required=True, help="the method's default config section")
-    p.add_argument("--cells", nargs="+", required=True, help="cell ids such as beta~500/t_max~999")
+    p.add_argument("--cells", nargs="+", required=True, help="cell ids such as beta~500 or t_max~500/inv_grid~exact")
     p.add_argument("--scores", nargs="+", required=True)
     p.add_argument("--scorer", required=True, help="scorer shown in the Markdown table")
     p.add_argument("--out-dir", required=True)

@@ -48,6 +48,27 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
     return validate_config(config)
 
 
+def runtime_keys(config: dict[str, Any]) -> tuple[str, ...]:
+    """Keys of a method's section that cannot change the trained weights (eval_every matters in the toy world
+    only, where it shapes the progress curve). Training jobs get them outside their --spec, so that changing them
+    retrains nothing."""
+    return ("checkpoint_every",) if config["base"]["kind"] == "toy" else ("checkpoint_every", "eval_every")
+
+
+def training_spec(config: dict[str, Any], method_config: dict[str, Any]) -> dict[str, Any]:
+    """What a training job's weights depend on (its --spec): a change of any of it retrains the model."""
+    spec = {
+        "method": {k: v for k, v in method_config.items() if k not in runtime_keys(config)},
+        "training": {"mixed_precision": config["training"]["mixed_precision"]},
+        "data": {"encoding": config["data"]["encoding"], "flip": config["data"]["flip"]},
+        "seed": config["seed"],
+        "device": config["device"],
+    }
+    if config["base"]["kind"] == "toy":  # the oracle's progress measurements are part of the toy outputs
+        spec["progress_eval"] = config["progress_eval"]
+    return spec
+
+
 def _describe(error: ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
@@ -109,10 +130,17 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
         for name in config["eval"]["scorers"]:
             if name in ORACLE_SCORERS:
                 problems.append(f"config key eval.scorers: {name} scores only toy-world images")
+    processes = max(1, config["gpus"]["train"])
     for method in ("sft", "dpo", "inpo"):
         cfg = config[method]
         if cfg["t_min"] > cfg["t_max"]:
             problems.append(f"config key {method}.t_min: {cfg['t_min']} is above {method}.t_max {cfg['t_max']}")
+        per_micro = cfg["batch_size"] * processes
+        if cfg["pairs_per_step"] % per_micro:
+            problems.append(
+                f"config key {method}.pairs_per_step: {cfg['pairs_per_step']} is not a multiple of "
+                f"{method}.batch_size {cfg['batch_size']} x gpus.train {processes} = {per_micro}"
+            )
     if config["sft"]["init"] != "base":
         problems.append("config key sft.init: SFT starts from the base model")
     try:

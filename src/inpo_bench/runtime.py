@@ -108,6 +108,42 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
+class Progress:
+    """Progress of a long loop with rate and ETA: a tqdm bar on a terminal, else one plain line every `every`
+    seconds (job logs are files, where a bar's carriage returns turn into one unreadable line)."""
+
+    def __init__(self, what: str, total: int, unit: str = "items", every: float = 60.0, done: int = 0) -> None:
+        self.what, self.total, self.unit, self.every = what, total, unit, every
+        self.done = self.start_done = done
+        self.start = self.last = time.perf_counter()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=what, unit=unit, dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last = now
+            print(self.line(now), file=sys.stderr, flush=True)
+
+    def line(self, now: float) -> str:
+        rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left < 8.64e6 else "?"
+        days = f"{int(left // 86400)}d " if 86400 <= left < 8.64e6 else ""
+        return f"{self.what}: {self.done}/{self.total} {self.unit} ({rate:.3g} {self.unit}/s, ETA {days}{eta})"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.start = time.perf_counter()

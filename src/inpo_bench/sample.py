@@ -55,16 +55,20 @@ def denoise(
 def generate(
     model: T2IModel, prompts: list[tuple[str, str]], seeds: list[int], settings: SamplerSettings
 ) -> Iterator[tuple[str, int, str, np.ndarray]]:
-    """Yield (prompt_id, seed, prompt, uint8 image) for every prompt x seed, batched."""
+    """Yield (prompt_id, seed, prompt, uint8 image) for every prompt x seed, batched.
+
+    Prompts are text-encoded batch by batch: encoding a whole prompt set at once holds every layer's hidden
+    states of every prompt (about 26 GB in float16 for SDXL on HPDv2's 3,200 prompts)."""
     device = model.unet.device
-    unique = list(dict.fromkeys(p for _, p in prompts))
     with torch.no_grad():
-        embeddings = dict(zip(unique, model.encode_prompts(unique)))
         empty = model.null_context()
     jobs = [(pid, seed, prompt) for pid, prompt in prompts for seed in seeds]
     for start in range(0, len(jobs), settings.batch_size):
         batch = jobs[start : start + settings.batch_size]
         noise = torch.stack([initial_noise(pid, seed, model.x0_shape) for pid, seed, _ in batch]).to(device)
+        unique = list(dict.fromkeys(p for _, _, p in batch))
+        with torch.no_grad():
+            embeddings = dict(zip(unique, model.encode_prompts(unique)))
         cond = torch.stack([embeddings[p] for _, _, p in batch])
         x0 = denoise(model, noise, cond, empty.expand_as(cond), settings)
         for (pid, seed, prompt), image in zip(batch, model.x0_to_images(x0)):

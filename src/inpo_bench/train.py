@@ -1,9 +1,17 @@
-"""One training loop for every method: accumulation, warmup, clipping, checkpoints, resume, a metrics log.
+"""One training loop for every method: data order, accumulation, warmup, clipping, fp16 loss scaling, checkpoints,
+resume, a metrics log.
 
 Read top to bottom: build the optimiser, resume from the newest checkpoint in the scratch directory if there is
-one, then for each optimiser step draw `grad_accum` micro-batches from the objective with a seeded generator,
-backpropagate, clip, step. Checkpoints carry the weights, optimiser, LR schedule, generator state and the log
-so far, so a resumed run draws the same batches and ends with the same weights as an uninterrupted one.
+one, then for each optimiser step run `grad_accum` micro-batches, backpropagate, clip, step. Which examples a
+micro-batch holds and every random number it draws follow from (seed, stream position) alone (data/order.py), so
+a checkpoint needs no generator state: weights, optimiser, LR schedule, loss scaler, the step and the logs. A
+resumed run therefore ends with the same weights as an uninterrupted one, at one process or several.
+
+Under fp16 mixed precision (CUDA) accelerate's GradScaler skips a step whose gradients overflow and lowers its
+scale: such steps are normal, counted in the log's `skipped` column, and the LR schedule advances only on applied
+steps (as accelerate's prepared scheduler does in the official scripts). Training stops only when the loss itself
+stays non-finite for `MAX_NONFINITE_STEPS` steps or the scale collapses below `MIN_LOSS_SCALE`. Without a scaler
+(fp32, bf16) a non-finite loss or gradient norm stops training at once.
 """
 
 from __future__ import annotations
@@ -11,30 +19,35 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from .data.order import ExampleOrder, Layout, example_generators
 from .errors import TrainingDivergedError
 
-LOG_COLUMNS = ["step", "loss", "implicit_acc", "model_mse", "ref_mse", "lr", "seconds"]
+LOG_COLUMNS = ["step", "loss", "implicit_acc", "model_mse", "ref_mse", "lr", "seconds", "skipped", "loss_scale"]
+MAX_NONFINITE_STEPS = 5  # consecutive steps with a non-finite loss (fp16 with a loss scaler)
+MIN_LOSS_SCALE = 1.0  # a GradScaler scale below this means the gradients themselves overflow fp16
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     steps: int
     lr: float
+    examples_per_step: int | None = None  # the effective batch; None: one micro-batch per process and step
     warmup_steps: int = 0
     lr_schedule: str = "constant_with_warmup"
-    grad_accum: int = 1
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     adam_beta2: float = 0.999
@@ -46,7 +59,14 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, cfg: dict[str, Any], seed: int) -> TrainSettings:
         fields = cls.__dataclass_fields__
-        return cls(seed=seed, **{k: v for k, v in cfg.items() if k in fields and k != "seed"})
+        values = {k: v for k, v in cfg.items() if k in fields and k != "seed"}
+        if "pairs_per_step" in cfg:
+            values["examples_per_step"] = cfg["pairs_per_step"]
+        return cls(seed=seed, **values)
+
+    def layout(self, batch_size: int, processes: int) -> Layout:
+        per_step = self.examples_per_step or batch_size * processes
+        return Layout.for_step(per_step, batch_size, processes)
 
 
 def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
@@ -75,6 +95,46 @@ def _checkpoints(scratch: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
+class _MicroBatches(Dataset):
+    """Item k: the stream positions and fetched examples of this process's k-th micro-batch from `first`."""
+
+    def __init__(self, source: Any, order: ExampleOrder, layout: Layout, process: int, first: int, last: int) -> None:
+        self.source, self.order, self.layout, self.process = source, order, layout, process
+        self.first, self.last = first, last
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, Any]:
+        step, micro = divmod(self.first + k, self.layout.grad_accum)
+        positions = self.layout.positions(step, micro, self.process)
+        return positions, self.source.fetch(self.order.examples(positions))
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def micro_batches(
+    source: Any, seed: int, layout: Layout, process: int, start_step: int, steps: int
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """(positions, fetched) of every micro-batch of this process from start_step on, fetched ahead by
+    `source.workers` DataLoader workers (none: in this process)."""
+    items = _MicroBatches(
+        source,
+        ExampleOrder(len(source), seed),
+        layout,
+        process,
+        start_step * layout.grad_accum,
+        steps * layout.grad_accum,
+    )
+    workers = int(getattr(source, "workers", 0))
+    if not workers:
+        return (items[k] for k in range(len(items)))
+    loader = DataLoader(items, batch_size=None, num_workers=workers, prefetch_factor=4, collate_fn=_identity)
+    return iter(loader)
+
+
 def train(
     objective: nn.Module,
     settings: TrainSettings,
@@ -88,11 +148,14 @@ def train(
 
     `evaluate(step)` measures the model on the main process before training and every `eval_every` steps
     (and at the end); its rows are checkpointed with the rest, so a resumed run keeps the whole curve.
-    `fingerprint` identifies the run's settings and inputs: a checkpoint written under another fingerprint (the
-    config changed since) is discarded instead of resumed.
+    `fingerprint` identifies the run's settings and inputs; the process count and the effective batch are added
+    here. A checkpoint written under another fingerprint (the config or the GPU count changed) is discarded
+    instead of resumed.
     """
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     scratch = Path(scratch_dir)
+    layout = settings.layout(objective.batch_size, accelerator.num_processes)
+    fingerprint = f"{fingerprint}|processes={layout.processes}|per_step={layout.per_step}"
     trainable = objective.trainable_modules()
     for module in trainable.values():
         module.train()
@@ -101,26 +164,24 @@ def train(
     scheduler = get_scheduler(
         settings.lr_schedule, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=settings.steps
     )
-    # each process draws its own micro-batches; seeds differ per rank so that data parallelism adds data
-    generator = torch.Generator().manual_seed(settings.seed * 1000 + accelerator.process_index)
 
     start, rows, evals = 0, [], []
     existing = _checkpoints(scratch)
     if existing and _fingerprint(existing[-1]) != fingerprint:
-        accelerator.print(f"ignoring checkpoints in {scratch}: written for other settings or inputs")
+        accelerator.print(f"ignoring checkpoints in {scratch}: written for other settings, inputs or processes")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             for old in existing:
                 shutil.rmtree(old)
         accelerator.wait_for_everyone()
         existing = []
+    state = None
     if existing:
         state = torch.load(existing[-1] / "state.pt", map_location="cpu", weights_only=True)
         for name, module in trainable.items():
             module.load_state_dict(state["modules"][name], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generators"][accelerator.process_index])
         start, rows, evals = state["step"], state["log"], state["evals"]
         accelerator.print(f"resumed from {existing[-1]} at step {start}")
 
@@ -132,34 +193,59 @@ def train(
     if start == 0:
         measure(0)
     wrapped, optimizer = accelerator.prepare(objective, optimizer)
+    scaler = accelerator.scaler  # a GradScaler under fp16 on CUDA, else None
+    if scaler is not None and state is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    accelerator.print(
+        f"{layout.per_step} examples per step = {layout.batch_size} per micro-batch x {layout.grad_accum} "
+        f"accumulated x {layout.processes} process(es)"
+    )
     elapsed = rows[-1]["seconds"] if rows else 0.0
+    nonfinite = 0
+    batches = micro_batches(objective.source, settings.seed, layout, accelerator.process_index, start, settings.steps)
     for step in range(start, settings.steps):
         t0 = time.perf_counter()
         metrics: dict[str, float] = {}
         total = 0.0
-        for micro in range(settings.grad_accum):
-            batch = {
-                k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in objective.draw(generator).items()
-            }
-            sync = micro == settings.grad_accum - 1
+        for micro in range(layout.grad_accum):
+            positions, fetched = next(batches)
+            drawn = objective.draw(fetched, example_generators(settings.seed, positions))
+            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in drawn.items()}
+            sync = micro == layout.grad_accum - 1
             with accelerator.no_sync(wrapped) if not sync else nullcontext():
                 with accelerator.autocast():
                     loss, extra = wrapped(**batch)
-                accelerator.backward(loss / settings.grad_accum)
-            total += float(loss.detach()) / settings.grad_accum
+                accelerator.backward(loss / layout.grad_accum)
+            total += float(loss.detach()) / layout.grad_accum
             for k, v in extra.items():
-                metrics[k] = metrics.get(k, 0.0) + v / settings.grad_accum
+                metrics[k] = metrics.get(k, 0.0) + v / layout.grad_accum
         grad_norm = accelerator.clip_grad_norm_(params, settings.grad_clip) if settings.grad_clip > 0 else None
         total = _mean_over_processes(accelerator, total)
-        if not math.isfinite(total) or (grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm))):
+        finite_grads = grad_norm is None or bool(torch.isfinite(torch.as_tensor(grad_norm)))
+        if scaler is None and not (math.isfinite(total) and finite_grads):
             raise TrainingDivergedError(
                 f"step {step + 1}: loss {total} / grad norm {grad_norm} is not finite; lower the learning rate "
                 "or beta. No model was written."
             )
+        nonfinite = 0 if math.isfinite(total) else nonfinite + 1
+        if nonfinite >= MAX_NONFINITE_STEPS:
+            raise TrainingDivergedError(
+                f"step {step + 1}: the loss has not been finite for {nonfinite} steps in a row (fp16 loss scaling "
+                "cannot help a forward pass that overflows); lower the learning rate or beta, or train in bf16. "
+                "No model was written."
+            )
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
-        scheduler.step()
+        skipped = scaler is not None and accelerator.optimizer_step_was_skipped
+        if not skipped:
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        scale = float(scaler.get_scale()) if scaler is not None else math.nan
+        if scaler is not None and scale < MIN_LOSS_SCALE:
+            raise TrainingDivergedError(
+                f"step {step + 1}: the fp16 loss scale fell to {scale:g}: the gradients overflow float16 at any "
+                "scale; lower the learning rate or train in bf16. No model was written."
+            )
         elapsed += time.perf_counter() - t0
         row = {
             "step": step + 1,
@@ -169,12 +255,19 @@ def train(
             "ref_mse": math.nan,
             "lr": lr,
             "seconds": round(elapsed, 3),
+            "skipped": int(skipped),
+            "loss_scale": scale,
         }
         row.update({k: _mean_over_processes(accelerator, v) for k, v in metrics.items()})
         rows.append(row)
+        if skipped:
+            accelerator.print(f"step {step + 1}: gradients overflowed fp16, step skipped (loss scale now {scale:g})")
         if (step + 1) % max(1, settings.steps // 20) == 0 or step + 1 == settings.steps:
+            skips = sum(r.get("skipped", 0) for r in rows)
             accelerator.print(
-                f"step {step + 1}/{settings.steps} loss {total:.4f} lr {lr:.3g} {elapsed:.0f} s", flush=True
+                f"step {step + 1}/{settings.steps} loss {total:.4f} lr {lr:.3g} {elapsed:.0f} s"
+                + (f", {skips} skipped" if skips else ""),
+                flush=True,
             )
         if eval_every and ((step + 1) % eval_every == 0 or step + 1 == settings.steps):
             measure(step + 1)
@@ -187,7 +280,7 @@ def train(
                 trainable,
                 optimizer,
                 scheduler,
-                generator,
+                scaler,
                 rows,
                 evals,
                 accelerator,
@@ -206,13 +299,12 @@ def _save_checkpoint(
     trainable: dict[str, nn.Module],
     optimizer: Any,
     scheduler: Any,
-    generator: torch.Generator,
+    scaler: Any,
     rows: list[dict[str, float]],
     evals: list[dict[str, float]],
     accelerator: Accelerator,
     keep: int,
 ) -> None:
-    generators = accelerator.gather(generator.get_state().unsqueeze(0).to(accelerator.device)).cpu()
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return
@@ -225,7 +317,7 @@ def _save_checkpoint(
         "modules": {name: m.state_dict() for name, m in trainable.items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "generators": list(generators),
+        "scaler": scaler.state_dict() if scaler is not None else {},
         "log": rows,
         "evals": evals,
     }

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -12,8 +13,9 @@ shell.prefix(
     "export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
-from inpo_bench.config import ConfigError, validate_config
+from inpo_bench.config import ConfigError, training_spec, validate_config
 from inpo_bench.data.prompts import REAL_SETS as REAL_PROMPTSETS
+from inpo_bench.data.prompts import derived_promptsets
 from inpo_bench.scorers import MODEL_SCORERS, ORACLE_SCORERS, runtime_config
 from inpo_bench.scorers import PREPARED as PREPARED_SCORERS
 from inpo_bench.toyworld.world import PROMPT_SETS as TOY_PROMPTSETS
@@ -34,16 +36,21 @@ ENV = f"../../envs/{config['software_env']}.yaml"
 METHODS = ["sft", "dpo", "inpo"]
 MODELS = ["base", *METHODS]
 PROMPTSETS = config["eval"]["promptsets"]
+# HPDv2's styles are scored from hpdv2's images when the run has both: sampled once, never twice
+DERIVED_PROMPTSETS = derived_promptsets(PROMPTSETS)
+SAMPLED_PROMPTSETS = [p for p in PROMPTSETS if p not in DERIVED_PROMPTSETS]
 SCORERS = config["eval"]["scorers"]
 MODEL_SCORERS_USED = [name for name in SCORERS if name in MODEL_SCORERS]
 
 
 wildcard_constraints:
     method="|".join(METHODS),
-    # an aligned model: a method, or an ablation cell of it (inpo/beta~500/t_max~999)
+    # an aligned model: a method, or an ablation cell of it (inpo/beta~500, inpo/t_max~500/inv_grid~exact)
     aligned=rf"({'|'.join(METHODS)})(/[A-Za-z0-9_]+~[^/]+)*",
     model=r"[A-Za-z0-9_.~/-]+",
     promptset=r"[^/]+",
+    sampled_promptset="|".join(map(re.escape, SAMPLED_PROMPTSETS)),
+    model_scorer="|".join(MODEL_SCORERS_USED) or "^$",
     scorer=r"[^/]+",
     prepared_scorer="|".join(PREPARED_SCORERS),
 
@@ -100,25 +107,22 @@ def launcher(wildcards, resources):
     )
 
 
-def prepared_scorer_inputs(wildcards):
-    """Scorers with converted or fetched weights read them from resources/scorers/<name>/."""
-    return {
-        name: f"resources/scorers/{name}/scorer.json"
-        for name in MODEL_SCORERS_USED
+def prepared_scorer_input(wildcards):
+    """A scorer with converted or fetched weights reads them from resources/scorers/<name>/."""
+    name = wildcards.model_scorer
+    return (
+        {"prepared": f"resources/scorers/{name}/scorer.json"}
         if name in PREPARED_SCORERS
-    }
+        else {}
+    )
 
 
-def scorer_runtime_configs(input):
-    """What each model scorer loads, with prepared files in place of the upstream ones."""
-    return {
-        name: runtime_config(
-            name,
-            config["scorers"][name],
-            os.path.dirname(input[name]) if name in PREPARED_SCORERS else None,
-        )
-        for name in MODEL_SCORERS_USED
-    }
+def scorer_runtime_config(wildcards):
+    """What one model scorer loads (its config alone, so that changing another scorer reruns nothing here),
+    with prepared files in place of the upstream ones."""
+    name = wildcards.model_scorer
+    prepared = f"resources/scorers/{name}" if name in PREPARED_SCORERS else None
+    return spec(**{name: runtime_config(name, config["scorers"][name], prepared)})
 
 
 def score_files(models):
@@ -141,13 +145,20 @@ from inpo_bench.ablations import cell_config, read_tables
 
 try:
     ABLATIONS = {
-        method: [f"{method}/{cell}" for cell in read_tables(paths, config, method, REPO)]
+        method: [
+            f"{method}/{cell}" for cell in read_tables(paths, config, method, REPO)
+        ]
         for method, paths in config["ablations"].items()
         if paths  # [] turns a method's ablations off
     }
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 ABLATION_MODELS = [model for models in ABLATIONS.values() for model in models]
+
+
+def train_spec(model):
+    """What a training job's weights depend on (config.training_spec); the rest travels as resources (train.smk)."""
+    return spec(**training_spec(config, method_config(model)))
 
 
 def method_config(model):

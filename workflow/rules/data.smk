@@ -81,6 +81,7 @@ rule prepare_pairs:
         unpack(pair_shards),
     output:
         pairs=f"{OUT}/data/pairs.parquet",
+        offsets=f"{OUT}/data/pairs.offsets.npy",  # byte range of every image, for row-level reads
         report=f"{OUT}/data/prepare.json",
     log:
         f"{OUT}/logs/prepare_pairs.log",
@@ -111,6 +112,7 @@ if config["data"]["encoding"] == "disk":
     rule encode_pairs:
         input:
             pairs=f"{OUT}/data/pairs.parquet",
+            offsets=f"{OUT}/data/pairs.offsets.npy",
             model=BASE_MODEL,
         output:
             marker=f"{OUT}/data/encoded/encoded.json",
@@ -120,12 +122,16 @@ if config["data"]["encoding"] == "disk":
             f"{OUT}/benchmarks/encode_pairs.tsv"
         conda:
             ENV
+        threads: max(1, config["data"]["workers"])
         resources:
             gpu=min(1, config["gpus"]["train"]),
+            data_workers=config["data"]["workers"],  # not a param: the worker count cannot change the latents
         params:
+            # the chunks live beside the marker: a killed or retried job keeps the finished ones
             out_dir=folder("output.marker"),
             model=folder("input.model"),
             device=config["device"],
+            flip="--flip" if config["data"]["flip"] else "",
         shell:
             "python -m inpo_bench encode-pairs --pairs {input.pairs} --model {params.model} --out {params.out_dir}"
-            " --device {params.device} > {log} 2>&1"
+            " {params.flip} --workers {resources.data_workers} --device {params.device} > {log} 2>&1"

@@ -113,7 +113,7 @@ rule figures:
         samples=expand(
             f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
             model=MODELS,
-            promptset=PROMPTSETS,
+            promptset=SAMPLED_PROMPTSETS,
         ),
     output:
         **(
@@ -133,7 +133,7 @@ rule figures:
             category="Figures",
         ),
         grids=report(
-            expand(f"{FIGURES}/grid_{{promptset}}.png", promptset=PROMPTSETS),
+            expand(f"{FIGURES}/grid_{{promptset}}.png", promptset=SAMPLED_PROMPTSETS),
             caption="../report/figures.rst",
             category="Figures",
         ),
@@ -151,7 +151,7 @@ rule figures:
             os.path.dirname(os.path.dirname(input.samples[0]))
         ),
         models=MODELS,
-        promptsets=PROMPTSETS,
+        promptsets=SAMPLED_PROMPTSETS,
         grid_images=config["tables"]["grid_images"],
     shell:
         "python -m inpo_bench figures --win-rates {input.wins} {params.curves}"

@@ -2,14 +2,14 @@ rule sample:
     input:
         model=f"{OUT}/models/{{model}}/model.json",
         components=BASE_MODEL,  # aligned models load their text encoder (and VAE) from the base
-        prompts=f"{OUT}/prompts/{{promptset}}.csv",
+        prompts=f"{OUT}/prompts/{{sampled_promptset}}.csv",
     output:
-        index=f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
-        record=f"{OUT}/samples/{{model}}/{{promptset}}/sample.json",
+        index=f"{OUT}/samples/{{model}}/{{sampled_promptset}}/index.csv",
+        record=f"{OUT}/samples/{{model}}/{{sampled_promptset}}/sample.json",
     log:
-        f"{OUT}/logs/sample/{{model}}/{{promptset}}.log",
+        f"{OUT}/logs/sample/{{model}}/{{sampled_promptset}}.log",
     benchmark:
-        f"{OUT}/benchmarks/sample/{{model}}/{{promptset}}.tsv"
+        f"{OUT}/benchmarks/sample/{{model}}/{{sampled_promptset}}.tsv"
     conda:
         ENV
     threads: 1

@@ -71,6 +71,10 @@ rule train:
     threads: 1 if TOY else 8
     resources:
         gpu=config["gpus"]["train"],
+        # settings that cannot change the weights travel as resources, which (unlike params) never trigger a rerun
+        checkpoint_every=lambda wc: method_config(wc.aligned)["checkpoint_every"],
+        gradient_checkpointing=int(config["training"]["gradient_checkpointing"]),
+        data_workers=config["data"]["workers"],
     params:
         launch=launcher,
         method=lambda wc: wc.aligned.split("/")[0],
@@ -86,15 +90,10 @@ rule train:
         ),
         # checkpoints live outside the declared outputs, so a failed or killed attempt resumes from them
         scratch=f"{OUT}/scratch/{{aligned}}",
-        spec=lambda wc: spec(
-            method=method_config(wc.aligned),
-            training=config["training"],
-            encoding=config["data"]["encoding"],
-            progress_eval=config["progress_eval"],
-            seed=config["seed"],
-            device=config["device"],
-        ),
+        spec=lambda wc: train_spec(wc.aligned),
     shell:
         "{params.launch} train --method {params.method} --init {params.init} --pairs {input.pairs} {params.world}"
-        " {params.encoded}"
-        " --spec {params.spec:q} --out {params.out_dir} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+        " {params.encoded} --spec {params.spec:q} --out {params.out_dir} --scratch {params.scratch}"
+        " --checkpoint-every {resources.checkpoint_every} --gradient-checkpointing {resources.gradient_checkpointing}"
+        " --workers {resources.data_workers}"
+        " --threads {threads} > {log} 2>&1"

@@ -6,7 +6,8 @@ removed and counted; a pair whose image does not decode is dropped whole, never 
 one image silently misaligns winners and losers in the official InPO loader), and its id is recorded.
 
 pairs.parquet columns: pair_id, caption, image_w, image_l, source (+ reward_w, reward_l when the shards carry
-true rewards, as the toy world's do).
+true rewards, as the toy world's do). The image columns are stored verbatim (data/offsets.py) and
+`pairs.offsets.npy` beside the file holds each image's byte range, so training can read a pair without its row group.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ..errors import DataError
+from .offsets import image_write_options, write_offsets
 
 REQUIRED = ("caption", "jpg_0", "jpg_1", "label_0")
 PAIRS_SCHEMA = pa.schema(
     [
-        ("pair_id", pa.string()),
-        ("caption", pa.string()),
-        ("image_w", pa.binary()),
-        ("image_l", pa.binary()),
-        ("source", pa.string()),
+        pa.field("pair_id", pa.string(), nullable=False),
+        pa.field("caption", pa.string()),
+        pa.field("image_w", pa.binary(), nullable=False),  # not nullable: no definition levels in the pages
+        pa.field("image_l", pa.binary(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
     ]
 )
 REWARD_FIELDS = [pa.field("reward_w", pa.float64()), pa.field("reward_l", pa.float64())]
@@ -95,7 +97,7 @@ def prepare_pairs(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     columns = list(REQUIRED) + (["true_reward_0", "true_reward_1"] if with_rewards else [])
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with pq.ParquetWriter(tmp, schema, **image_write_options(schema.names)) as writer:
         for path in paths:
             path = check_shards([path])[0]
             if ("true_reward_0" in pq.ParquetFile(path).schema_arrow.names) != with_rewards:
@@ -135,6 +137,7 @@ def prepare_pairs(
         tmp.unlink(missing_ok=True)
         raise DataError(f"no usable pairs in {counts['shards']}: {counts}")
     tmp.replace(out_path)
+    write_offsets(out_path)
     return counts
 
 

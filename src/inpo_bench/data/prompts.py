@@ -12,6 +12,10 @@ upstream format, or downloaded into a cache on first use:
 | hpdv2_<style> | one of those four files | 800 |
 
 A file whose prompt count differs from the table, or that does not parse, is an error naming the file.
+
+The four HPDv2 styles are subsets of hpdv2 (their prompt ids keep the `<style>-` prefix): a run that evaluates
+hpdv2 derives each style's scores from hpdv2's images instead of sampling the same prompts again
+(`derived_promptsets`); a style evaluated without hpdv2 is sampled on its own.
 """
 
 from __future__ import annotations
@@ -40,18 +44,34 @@ HPD_REPO = "zhwang/HPDv2"
 class RealSet:
     source: str  # key of the config's `prompts` section that locates the upstream file
     expected: int
+    subset_of: str | None = None  # a set whose prompts include these, under the same ids
+    id_prefix: str = ""  # how this set's prompt ids start within subset_of
 
 
 REAL_SETS: dict[str, RealSet] = {
     "pickapic_test_unique": RealSet("pickapic_test_unique", 500),
     "parti": RealSet("parti", 1632),
     "hpdv2": RealSet("hpdv2", 3200),
-    **{f"hpdv2_{style}": RealSet("hpdv2", 800) for style in HPD_STYLES},
+    **{f"hpdv2_{style}": RealSet("hpdv2", 800, "hpdv2", f"{style}-") for style in HPD_STYLES},
 }
 
 
 def known_promptsets() -> list[str]:
     return [*TOY_PROMPT_SETS, *REAL_SETS]
+
+
+def derived_promptsets(promptsets: list[str]) -> dict[str, str]:
+    """Prompt sets of a run that are subsets of another set of the same run: name -> the set to derive from."""
+    return {
+        name: REAL_SETS[name].subset_of
+        for name in promptsets
+        if name in REAL_SETS and REAL_SETS[name].subset_of in promptsets
+    }
+
+
+def subset_rows(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows (by prompt_id) of a superset's table that belong to the subset `name`."""
+    return frame[frame.prompt_id.astype(str).str.startswith(REAL_SETS[name].id_prefix)].reset_index(drop=True)
 
 
 def read_pickapic(path: Path) -> list[tuple[str, str]]:

@@ -1,16 +1,19 @@
 """Training objectives: one nn.Module per method whose forward returns (loss, metrics) for a drawn micro-batch.
 
-The trainer owns the loop (optimiser, accumulation, checkpoints); an objective owns what differs between
-methods: which modules train, how a micro-batch is drawn with the trainer's seeded generator (every random
-number of a step is drawn there, so forward is a deterministic function of the batch), and the loss. Keeping the
-loss inside forward() lets DistributedDataParallel wrap the objective as one model.
+The trainer owns the loop (optimiser, accumulation, checkpoints) and the data order (data/order.py): it hands an
+objective the fetched examples of a micro-batch and one seeded generator per example. The objective owns what
+differs between methods: which modules train, what random numbers each example draws (always in the same order
+from its own generator, so forward is a deterministic function of the batch), and the loss. Keeping the loss
+inside forward() lets DistributedDataParallel wrap the objective as one model.
+
+`objective.source` is what the trainer's DataLoader reads: `len`, `fetch(indices)` (CPU work, possibly in worker
+processes) and `workers`.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,38 @@ from ..diffusion import add_noise
 from ..models.bundle import T2IModel
 from .inversion import InversionSettings, invert, max_steps
 from .losses import dpo_loss, epsilon_loss, implicit_accuracy, inpo_target, per_sample_mse
+
+Generators = list[torch.Generator]
+
+
+def uniform(generators: Generators) -> torch.Tensor:
+    """One U(0, 1) number per example."""
+    return torch.cat([torch.rand(1, generator=g) for g in generators])
+
+
+def integers(generators: Generators, low: int, high: int) -> torch.Tensor:
+    """One integer of [low, high] per example."""
+    return torch.cat([torch.randint(low, high + 1, (1,), generator=g) for g in generators])
+
+
+def normal(generators: Generators, shape: tuple[int, ...]) -> torch.Tensor:
+    """One standard normal tensor of `shape` per example, stacked."""
+    return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+
+class InMemory:
+    """A source whose examples are already tensors in the objective: fetching is just the indices."""
+
+    workers = 0
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def fetch(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(indices)
 
 
 class Pretrain(nn.Module):
@@ -44,20 +79,19 @@ class Pretrain(nn.Module):
         self.caption_dropout = caption_dropout
         self.batch_size = batch_size
         self.num_timesteps = model.num_train_timesteps
+        self.source = InMemory(len(self.x0))
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet, "text_encoder": self.text_encoder}
 
-    def draw(self, generator: torch.Generator) -> dict[str, Any]:
-        b = self.batch_size
-        idx = torch.randint(len(self.x0), (b,), generator=generator)
+    def draw(self, idx: torch.Tensor, generators: Generators) -> dict[str, Any]:
         captions = self.caption_index[idx].clone()
-        captions[torch.rand(b, generator=generator) < self.caption_dropout] = self.empty_index
+        captions[uniform(generators) < self.caption_dropout] = self.empty_index
         return {
             "x0": self.x0[idx],
             "tokens": self.tokens[captions],
-            "t": torch.randint(0, self.num_timesteps, (b,), generator=generator),
-            "noise": torch.randn(self.x0[idx].shape, generator=generator),
+            "t": integers(generators, 0, self.num_timesteps - 1),
+            "noise": normal(generators, tuple(self.x0.shape[1:])),
         }
 
     def forward(
@@ -70,41 +104,23 @@ class Pretrain(nn.Module):
         return loss, {"model_mse": float(per_sample_mse(eps.detach(), noise).mean())}
 
 
-@dataclass
-class PairData:
-    """Preference pairs as model inputs, computed once: x0 of winners and losers and the caption embeddings
-    (the text encoder is frozen after pretraining, so encoding captions every step would be wasted work)."""
-
-    x0_w: torch.Tensor  # (N, C, H, W)
-    x0_l: torch.Tensor
-    context: torch.Tensor  # (unique captions, L, D)
-    caption_index: torch.Tensor  # (N,) row of `context` for each pair
-    empty: torch.Tensor  # (L, D) the empty prompt, for caption dropout
-
-    def __len__(self) -> int:
-        return len(self.x0_w)
-
-    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.x0_w[indices], self.x0_l[indices], self.context[self.caption_index[indices]]
-
-
 def plain_eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
     """A UNet conditioned on text alone (the toy model, SD 1.x/2.x); SDXL passes T2IModel.eps instead."""
     return unet(x, t, encoder_hidden_states=context).sample
 
 
 class _PairObjective(nn.Module):
-    """The trained UNet (`policy`) and the shared drawing of (pair indices, caption dropout, timesteps) for SFT,
-    Diffusion-DPO and DDIM-InPO.
+    """The trained UNet (`policy`) and the shared per-pair draws of SFT, Diffusion-DPO and DDIM-InPO: caption
+    dropout, the timestep, a horizontal flip of each image, in that order from the pair's generator.
 
-    `data` is a PairData or any source with `len`, `batch(indices)` and `empty` (data.pairs.LazyPairs);
-    `eps_fn(unet, x, t, context)` calls a UNet with the model kind's conditioning (T2IModel.eps).
+    `data` is a source of data/pairs.py (PairData, EncodedPairs, LazyPairs); `eps_fn(unet, x, t, context)` calls a
+    UNet with the model kind's conditioning (T2IModel.eps).
     """
 
     def __init__(
         self,
         unet: nn.Module,
-        data: PairData,
+        data: Any,
         abar: torch.Tensor,
         batch_size: int,
         caption_dropout: float,
@@ -117,7 +133,7 @@ class _PairObjective(nn.Module):
         t_max = len(abar) - 1 if t_max is None else t_max
         if not 0 <= t_min <= t_max < len(abar):
             raise ValueError(f"timestep range [{t_min}, {t_max}] must lie within [0, {len(abar) - 1}]")
-        self.data = data
+        self.data = self.source = data
         self.register_buffer("abar", abar.clone(), persistent=False)
         self.batch_size = batch_size
         self.caption_dropout = caption_dropout
@@ -127,13 +143,15 @@ class _PairObjective(nn.Module):
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"unet": self.policy}
 
-    def _draw_common(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        b = self.batch_size
-        idx = torch.randint(len(self.data), (b,), generator=generator)
-        x0_w, x0_l, context = self.data.batch(idx)
+    def _draw_common(
+        self, fetched: Any, generators: Generators
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        dropped = uniform(generators) < self.caption_dropout
+        t = integers(generators, self.t_min, self.t_max)
+        flips = torch.stack([uniform(generators) < 0.5, uniform(generators) < 0.5], dim=1)
+        x0_w, x0_l, context = self.data.encode(fetched, flips)
         context = context.clone()
-        context[torch.rand(b, generator=generator) < self.caption_dropout] = self.data.empty.to(context)
-        t = torch.randint(self.t_min, self.t_max + 1, (b,), generator=generator)
+        context[dropped] = self.data.empty.to(context)
         return x0_w, x0_l, {"context": context, "t": t}
 
 
@@ -145,7 +163,7 @@ class SFT(_PairObjective):
     def __init__(
         self,
         unet: nn.Module,
-        data: PairData,
+        data: Any,
         abar: torch.Tensor,
         batch_size: int,
         caption_dropout: float,
@@ -155,9 +173,9 @@ class SFT(_PairObjective):
     ) -> None:
         super().__init__(unet, data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
 
-    def draw(self, generator: torch.Generator) -> dict[str, Any]:
-        x0, _, batch = self._draw_common(generator)
-        return {**batch, "x0": x0, "noise": torch.randn(x0.shape, generator=generator)}
+    def draw(self, fetched: Any, generators: Generators) -> dict[str, Any]:
+        x0, _, batch = self._draw_common(fetched, generators)
+        return {**batch, "x0": x0, "noise": normal(generators, tuple(x0.shape[1:]))}
 
     def forward(
         self, x0: torch.Tensor, context: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
@@ -179,7 +197,7 @@ class Preference(_PairObjective):
     def __init__(
         self,
         unet: nn.Module,
-        data: PairData,
+        data: Any,
         abar: torch.Tensor,
         batch_size: int,
         caption_dropout: float,
@@ -202,13 +220,14 @@ class Preference(_PairObjective):
         self.timestep_offset = timestep_offset
         self.name = "dpo" if inversion is None else "inpo"
 
-    def draw(self, generator: torch.Generator) -> dict[str, Any]:
-        x0_w, x0_l, batch = self._draw_common(generator)
+    def draw(self, fetched: Any, generators: Generators) -> dict[str, Any]:
+        x0_w, x0_l, batch = self._draw_common(fetched, generators)
+        shape = tuple(x0_w.shape[1:])
         if self.inversion is None:
-            extra = {"noise": torch.randn(x0_w.shape, generator=generator)}  # shared by winner and loser
-        else:
-            steps = max_steps(len(self.abar), self.inversion)
-            extra = {"eta_noise": torch.randn((steps, 2 * len(x0_w), *x0_w.shape[1:]), generator=generator)}
+            extra = {"noise": normal(generators, shape)}  # shared by winner and loser
+        else:  # (steps, pairs, 2, ...) -> (steps, winners then losers, ...), the order forward() inverts in
+            eta = normal(generators, (max_steps(len(self.abar), self.inversion), 2, *shape)).transpose(0, 1)
+            extra = {"eta_noise": torch.cat([eta[:, :, 0], eta[:, :, 1]], dim=1)}
         return {**batch, "x0_w": x0_w, "x0_l": x0_l, **extra}
 
     def _inversion_eps(self, context: torch.Tensor) -> Any:

@@ -46,7 +46,7 @@ class T2IModel:
 
     kind: str
     resolution: int
-    unet: UNet2DConditionModel
+    unet: UNet2DConditionModel | None  # None: loaded without it, for jobs that only encode (data/encode.py)
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
     scheduler: DDIMScheduler
@@ -70,11 +70,11 @@ class T2IModel:
     @property
     def x0_shape(self) -> tuple[int, int, int]:
         side = self.resolution // self.latent_factor
-        return (self.unet.config.in_channels, side, side)
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.device
+        if self.unet is not None:
+            channels = self.unet.config.in_channels
+        else:
+            channels = self.vae.config.latent_channels if self.vae is not None else 3
+        return (channels, side, side)
 
     def frozen_modules(self) -> list[torch.nn.Module]:
         return [m for m in (self.text_encoder, self.text_encoder_2, self.vae) if m is not None]
@@ -83,7 +83,8 @@ class T2IModel:
         """Move everything to `device`; with `dtype`, the UNet and text encoders too (the VAE stays float32:
         SD's VAEs overflow in float16)."""
         for module in (self.unet, *self.frozen_modules()):
-            module.to(device)
+            if module is not None:
+                module.to(device)
         if dtype is not None:
             for module in (self.unet, self.text_encoder, self.text_encoder_2):
                 if module is not None:
@@ -192,8 +193,8 @@ def _portable(location: str, from_dir: Path, to_dir: Path) -> str:
     return os.path.relpath(local, to_dir) if local.exists() else location
 
 
-def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> T2IModel:
-    """Load a model directory; everything in eval mode on `device`."""
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu", with_unet: bool = True) -> T2IModel:
+    """Load a model directory; everything in eval mode on `device` (without the UNet if not `with_unet`)."""
     model_dir = Path(model_dir)
     spec = read_spec(model_dir)
     components = _local_or_hub(model_dir, spec["components"], "components")
@@ -211,7 +212,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> T2I
     model = T2IModel(
         kind=spec["kind"],
         resolution=int(spec["resolution"]),
-        unet=UNet2DConditionModel.from_pretrained(unet_location, subfolder=unet_sub),
+        unet=UNet2DConditionModel.from_pretrained(unet_location, subfolder=unet_sub) if with_unet else None,
         text_encoder=CLIPTextModel.from_pretrained(components, subfolder="text_encoder"),
         tokenizer=CLIPTokenizer.from_pretrained(components, subfolder="tokenizer"),
         scheduler=scheduler,
@@ -226,10 +227,53 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> T2I
         model.tokenizer_2 = CLIPTokenizer.from_pretrained(components, subfolder="tokenizer_2")
         model.zero_uncond = bool(spec.get("zero_uncond", True))
     model.to(device)
-    for module in (model.unet, *model.frozen_modules()):
+    for module in model.frozen_modules():
         module.eval().requires_grad_(False)
-    model.unet.requires_grad_(True)  # trainers decide what trains; inference runs under no_grad anyway
+    if model.unet is not None:  # trainers decide what trains; inference runs under no_grad anyway
+        model.unet.eval().requires_grad_(True)
     return model
+
+
+HUB_PATTERNS = [
+    "model_index.json",
+    "scheduler/*",
+    "tokenizer*/*",
+    "*/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.safetensors",
+    "text_encoder*/model.safetensors",
+    "diffusion_pytorch_model.safetensors",  # a VAE or UNet repository at its root
+]
+
+
+def _local_folder(location: str) -> Path:
+    """A component location as a local folder: itself, or a snapshot of the hub repository's needed files
+    (downloaded once into the hub cache, where every later job's from_pretrained finds them)."""
+    if Path(location).is_dir():
+        return Path(location)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(location, allow_patterns=HUB_PATTERNS))
+
+
+def check_model(model_dir: str | Path) -> dict[str, Any]:
+    """Check a model directory without loading weights (models/check.py); returns a summary of it."""
+    from .check import check_components, check_unet
+
+    model_dir = Path(model_dir)
+    spec = read_spec(model_dir)
+    components = _local_folder(_local_or_hub(model_dir, spec["components"], "components"))
+    unet = model_dir / spec["unet"] if spec.get("unet") else components / "unet"
+    if not unet.is_dir():
+        raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {unet}")
+    if spec["kind"] == "pixel":
+        check_unet(unet, f"UNet {unet}")
+        return {"kind": "pixel"}
+    vae = _local_or_hub(model_dir, spec.get("vae"), "vae")
+    return {
+        "kind": spec["kind"],
+        **check_components(spec["kind"], components, unet, _local_folder(vae) if vae else None),
+    }
 
 
 def write_base_spec(
