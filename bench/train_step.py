@@ -24,8 +24,7 @@ sys.path.insert(0, str(REPO / "src"))
 from inpo_bench.config import load_config  # noqa: E402
 from inpo_bench.data.order import example_generators  # noqa: E402
 from inpo_bench.data.pairs import PairData  # noqa: E402
-from inpo_bench.methods.inversion import InversionSettings  # noqa: E402
-from inpo_bench.methods.objectives import SFT, Preference  # noqa: E402
+from inpo_bench.methods import Context, get, names  # noqa: E402
 from inpo_bench.models.tiny import build_toy_model  # noqa: E402
 from inpo_bench.toyworld.world import World  # noqa: E402
 
@@ -59,21 +58,12 @@ def build(config: dict, method: str, pairs: int) -> tuple[torch.nn.Module, list[
         caption_index=torch.arange(n) % len(prompts),
         empty=model.encode_prompts([""])[0],
     )
-    cfg = config[method]
-    common = {
-        "data": data,
-        "abar": model.alphas_cumprod,
-        "batch_size": pairs,
-        "caption_dropout": cfg["caption_dropout"],
-        "t_min": cfg["t_min"],
-        "t_max": cfg["t_max"],
-    }
-    if method == "sft":
-        objective = SFT(model.unet, **common)
-        return objective, [PassCounter(objective.policy)]
-    inversion = InversionSettings(**cfg["inversion"]) if method == "inpo" else None
-    objective = Preference(model.unet, beta=cfg["beta"], inversion=inversion, **common)
-    return objective, [PassCounter(objective.policy), PassCounter(objective.reference)]
+    cfg = {**config[method], "batch_size": pairs}
+    objective = get(method).build(Context(model.unet, data, cfg, model))
+    counters = [PassCounter(objective.policy)]
+    if hasattr(objective, "reference"):
+        counters.append(PassCounter(objective.reference))
+    return objective, counters
 
 
 def measure(config: dict, method: str, pairs: int, steps: int, threads: int) -> dict[str, float]:
@@ -84,7 +74,8 @@ def measure(config: dict, method: str, pairs: int, steps: int, threads: int) -> 
     n = len(objective.data)
     for step in range(steps + 3):
         positions = torch.arange(step * pairs, (step + 1) * pairs).numpy()
-        batch = objective.draw(objective.source.fetch(positions % n), example_generators(1, positions))
+        indices = positions % n
+        batch = objective.draw(objective.source.fetch(indices), example_generators(1, positions), indices)
         before = sum(c.images for c in counters)
         start = time.perf_counter()
         loss, _ = objective(**batch)
@@ -111,12 +102,13 @@ def main() -> None:
     parser.add_argument("--config", nargs="*", default=[str(REPO / "config" / "config.yaml")])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--methods", nargs="+", default=names())
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     config = load_config(*args.config)
     rows = []
     for threads in args.threads:
-        for method in ("sft", "dpo", "inpo"):
+        for method in args.methods:
             rows.append(measure(config, method, config[method]["batch_size"], args.steps, threads))
             r = rows[-1]
             print(
@@ -125,9 +117,10 @@ def main() -> None:
                 flush=True,
             )
         by = {r["method"]: r for r in rows if r["threads"] == threads}
-        time_ratio = by["inpo"]["seconds_per_step"] / by["dpo"]["seconds_per_step"]
-        pass_ratio = by["inpo"]["unet_images_per_step"] / by["dpo"]["unet_images_per_step"]
-        print(f"threads {threads}: InPO/DPO step time {time_ratio:.2f}x, UNet images {pass_ratio:.2f}x")
+        if "inpo" in by and "dpo" in by:
+            time_ratio = by["inpo"]["seconds_per_step"] / by["dpo"]["seconds_per_step"]
+            pass_ratio = by["inpo"]["unet_images_per_step"] / by["dpo"]["unet_images_per_step"]
+            print(f"threads {threads}: InPO/DPO step time {time_ratio:.2f}x, UNet images {pass_ratio:.2f}x")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(

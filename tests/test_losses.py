@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from inpo_bench.diffusion import ddim_step
+from inpo_bench.methods.dpo import dpo_loss
+from inpo_bench.methods.inpo import inpo_target
 from inpo_bench.methods.inversion import InversionSettings, invert, max_steps, official_grid, schedule
-from inpo_bench.methods.losses import dpo_loss, implicit_accuracy, inpo_target, per_sample_mse, preference_logits
+from inpo_bench.methods.losses import implicit_accuracy, per_sample_mse, preference_logits
 
 
 def f64(*values):

@@ -8,9 +8,11 @@ import torch
 from inpo_bench.data.order import example_generators
 from inpo_bench.data.pairs import PairData
 from inpo_bench.diffusion import add_noise
+from inpo_bench.methods.dpo import DPO, dpo_loss
+from inpo_bench.methods.inpo import InPO, inpo_target
 from inpo_bench.methods.inversion import InversionSettings, invert
-from inpo_bench.methods.losses import dpo_loss, inpo_target, per_sample_mse
-from inpo_bench.methods.objectives import SFT, Preference
+from inpo_bench.methods.losses import per_sample_mse
+from inpo_bench.methods.sft import SFT
 from inpo_bench.models.bundle import load_model
 
 
@@ -19,7 +21,8 @@ def draw(objective, seed, indices=None):
     generator per pair."""
     n = objective.batch_size
     indices = torch.arange(n) % len(objective.data) if indices is None else torch.as_tensor(indices)
-    return objective.draw(objective.source.fetch(indices.numpy()), example_generators(seed, range(len(indices))))
+    fetched = objective.source.fetch(indices.numpy())
+    return objective.draw(fetched, example_generators(seed, range(len(indices))), indices.numpy())
 
 
 @pytest.fixture()
@@ -42,7 +45,7 @@ def data(model):
 
 
 def test_dpo_shares_t_and_noise_and_starts_at_log2(model, data):
-    objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=4, caption_dropout=0.0, beta=2000.0)
+    objective = DPO(model.unet, 2000.0, data=data, abar=model.alphas_cumprod, batch_size=4, caption_dropout=0.0)
     batch = draw(objective, 1)
     assert batch["noise"].shape == batch["x0_w"].shape == (4, 3, 16, 16) and batch["t"].shape == (4,)
     loss, metrics = objective(**batch)
@@ -65,7 +68,7 @@ def test_dpo_shares_t_and_noise_and_starts_at_log2(model, data):
 
 
 def test_caption_dropout_uses_the_empty_prompt(model, data):
-    objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=64, caption_dropout=0.5, beta=1.0)
+    objective = DPO(model.unet, 1.0, data=data, abar=model.alphas_cumprod, batch_size=64, caption_dropout=0.5)
     context = draw(objective, 2)["context"]
     empty = (context == data.empty).all(dim=(1, 2))
     assert 0.3 < empty.float().mean() < 0.7
@@ -74,8 +77,8 @@ def test_caption_dropout_uses_the_empty_prompt(model, data):
 
 def test_inpo_regresses_onto_tau_of_the_inverted_latent(model, data):
     settings = InversionSettings()
-    objective = Preference(
-        model.unet, data, model.alphas_cumprod, batch_size=3, caption_dropout=0.0, beta=2000.0, inversion=settings
+    objective = InPO(
+        model.unet, 2000.0, settings, data=data, abar=model.alphas_cumprod, batch_size=3, caption_dropout=0.0
     )
     batch = draw(objective, 3)
     assert batch["eta_noise"].shape == (10, 6, 3, 16, 16) and "noise" not in batch
@@ -100,14 +103,14 @@ def test_inpo_regresses_onto_tau_of_the_inverted_latent(model, data):
 
 
 def test_inpo_can_invert_with_the_reference(model, data):
-    objective = Preference(
+    objective = InPO(
         model.unet,
-        data,
-        model.alphas_cumprod,
+        2000.0,
+        InversionSettings(model="reference", guidance=3.0),
+        data=data,
+        abar=model.alphas_cumprod,
         batch_size=2,
         caption_dropout=0.0,
-        beta=2000.0,
-        inversion=InversionSettings(model="reference", guidance=3.0),
         t_min=100,
         t_max=300,
     )
@@ -132,9 +135,9 @@ def test_sft_trains_on_winners(model, data):
 
 
 def test_reference_is_frozen_and_outside_the_optimiser(model, data):
-    objective = Preference(model.unet, data, model.alphas_cumprod, batch_size=2, caption_dropout=0.0, beta=1.0)
+    objective = DPO(model.unet, 1.0, data=data, abar=model.alphas_cumprod, batch_size=2, caption_dropout=0.0)
     assert not any(p.requires_grad for p in objective.reference.parameters())
     trainable = {id(p) for m in objective.trainable_modules().values() for p in m.parameters()}
     assert trainable.isdisjoint(id(p) for p in objective.reference.parameters())
     with pytest.raises(ValueError, match="timestep range"):
-        Preference(model.unet, data, model.alphas_cumprod, batch_size=2, caption_dropout=0.0, beta=1.0, t_max=1000)
+        DPO(model.unet, 1.0, data=data, abar=model.alphas_cumprod, batch_size=2, caption_dropout=0.0, t_max=1000)

@@ -189,8 +189,8 @@ class Amplified(torch.nn.Module):
     def trainable_modules(self):
         return self.inner.trainable_modules()
 
-    def draw(self, fetched, generators):
-        return self.inner.draw(fetched, generators)
+    def draw(self, fetched, generators, indices=None):
+        return self.inner.draw(fetched, generators, indices)
 
     def forward(self, **batch):
         loss, metrics = self.inner(**batch)
@@ -254,7 +254,7 @@ class Overflowing(torch.nn.Module):
     def trainable_modules(self):
         return {"w": self.w}
 
-    def draw(self, fetched, generators):
+    def draw(self, fetched, generators, indices=None):
         return {}
 
     def forward(self):

@@ -196,8 +196,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     import torch
 
-    from .methods.inversion import InversionSettings
-    from .methods.objectives import SFT, Preference
+    from .methods import Context, get
     from .models.bundle import load_model, save_derived_model
     from .runtime import Stopwatch, file_identity, fingerprint, make_accelerator
     from .train import TrainSettings, clear_checkpoints, train
@@ -210,29 +209,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     model = load_model(args.init, device)
     if args.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
-    data = _pair_source(spec, args, model, losers=args.method != "sft")
-    common = {
-        "data": data,
-        "abar": model.alphas_cumprod,
-        "batch_size": cfg["batch_size"],
-        "caption_dropout": cfg["caption_dropout"],
-        "t_min": cfg["t_min"],
-        "t_max": cfg["t_max"],
-        "eps_fn": model.eps,
-    }
-    if args.method == "sft":
-        objective = SFT(model.unet, **common)
-    else:
-        inversion = InversionSettings(**cfg["inversion"]) if args.method == "inpo" else None
-        half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision)
-        objective = Preference(
-            model.unet,
-            beta=cfg["beta"],
-            inversion=inversion,
-            reference_dtype=half,
-            timestep_offset=int(model.scheduler.config.steps_offset),
-            **common,
-        )
+    method = get(args.method)
+    data = _pair_source(spec, args, model, losers=method.losers)
+    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision)
+    pair_scores = None
+    if method.pair_scores:
+        from .data.pair_scores import PairScores
+
+        if not args.pair_scores:
+            raise SystemExit(f"--method {args.method} needs --pair-scores (the score_pairs rule's output)")
+        pair_scores = PairScores(args.pair_scores, args.pairs)
+    objective = method.build(Context(model.unet, data, cfg, model, reference_dtype=half, pair_scores=pair_scores))
     progress = None
     if args.world:
         from .scorers.oracle import OracleProgress
@@ -283,6 +270,49 @@ def cmd_train(args: argparse.Namespace) -> None:
         first, last = evals.iloc[0], evals.iloc[-1]
         summary += f"; oracle reward {first['reward']:.3f} -> {last['reward']:.3f}"
     print(summary)
+
+
+def cmd_score_pairs(args: argparse.Namespace) -> None:
+    from .runtime import set_threads
+
+    set_threads(args.threads)
+    from .data.pair_scores import score_pairs
+    from .runtime import Stopwatch, pick_device, provenance, write_json
+    from .scorers import describe, load_scorer
+
+    clock = Stopwatch()
+    scorer = load_scorer(args.scorer, args.spec[args.scorer], pick_device(args.device), args.dtype)
+    frame = score_pairs(args.pairs, scorer, args.batch_size)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out.with_suffix(".tmp"), index=False)
+    write_json(
+        out.with_suffix(".json"),
+        provenance(scorer=args.scorer, meaning=describe(args.scorer), pairs=len(frame), wall_seconds=clock.seconds()),
+    )
+    out.with_suffix(".tmp").replace(out)
+    agree = float((frame.score_w > frame.score_l).mean())
+    print(f"scored {len(frame)} pairs with {args.scorer}; it ranks {100 * agree:.1f}% as the labels do -> {out}")
+
+
+def cmd_toy_reward(args: argparse.Namespace) -> None:
+    from .runtime import set_threads
+
+    set_threads(args.threads)
+    from transformers import CLIPTokenizer
+
+    from .models import toy_reward
+    from .runtime import Stopwatch, provenance
+
+    clock = Stopwatch()
+    tokenizer = CLIPTokenizer.from_pretrained(Path(args.base) / "tokenizer")
+    model, record = toy_reward.train(args.pairs, tokenizer, args.spec["toy_reward"], args.spec["seed"])
+    final = record["log"][-1]
+    toy_reward.save(args.out, model, tokenizer, provenance(**record, config=args.spec, wall_seconds=clock.seconds()))
+    print(
+        f"toy reward model: {record['pairs']} pairs, loss {final['loss']:.3f}, held-out pair accuracy "
+        f"{final['held_out_accuracy']:.3f} ({record['held_out_pairs']} pairs) -> {args.out}"
+    )
 
 
 def cmd_toy_pairs(args: argparse.Namespace) -> None:
@@ -675,8 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
 
-    p = add("train", cmd_train, "train an aligned model (sft, dpo, inpo) on preference pairs")
-    p.add_argument("--method", required=True, choices=["sft", "dpo", "inpo"])
+    p = add("train", cmd_train, "train an aligned model with a registered method on preference pairs")
+    p.add_argument("--method", required=True, help="a registered method (inpo_bench.methods): sft, dpo, inpo, ...")
     p.add_argument("--init", required=True, help="model directory the policy and reference start from")
     p.add_argument("--pairs", required=True, help="pairs.parquet")
     p.add_argument(
@@ -696,9 +726,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps between resumable checkpoints (0: none); not in --spec, because it does not change the weights",
     )
     p.add_argument("--encoded", help="folder of pairs encoded by `encode-pairs` (data.encoding: disk)")
+    p.add_argument("--pair-scores", help="the pairs scored by the method's label scorer (`score-pairs`; SmPO)")
     p.add_argument("--world", help="world.json: measure the model with the toy oracle during training")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("score-pairs", cmd_score_pairs, "score both images of every training pair (SmPO's label scorer)")
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--scorer", required=True)
+    p.add_argument("--spec", type=_spec, required=True, help="scorer -> what load_scorer needs")
+    p.add_argument("--out", required=True, help="pair_scores/<scorer>.parquet")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("toy-reward", cmd_toy_reward, "train the toy world's reward model (its PickScore) on the toy pairs")
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--base", required=True, help="the toy base model directory (its tokenizer)")
+    p.add_argument("--spec", type=_spec, required=True, help='{"toy_reward": {...}, "seed": N}')
+    p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
 
     p = add("toy-pairs", cmd_toy_pairs, "sample base pairs, label them with the oracle -> Pick-a-Pic shard")

@@ -21,8 +21,24 @@ from .errors import ConfigError
 
 @cache
 def schema() -> dict[str, Any]:
+    """The config schema: schemas/config.schema.yaml plus one section per registered method (its shared keys,
+    `$defs/method_keys`, and the keys its module declares) and its `ablations` entry."""
+    from .methods import methods
+
     text = resources.files("inpo_bench").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    full = yaml.safe_load(text)
+    shared, required = full["$defs"]["method_keys"], full["$defs"]["method_required"]
+    for name, method in methods().items():
+        full["properties"][name] = {
+            "description": f"{method.title} ({method.source}).",
+            "type": "object",
+            "additionalProperties": False,
+            "required": [*required, *method.schema],
+            "properties": {**shared, **method.schema},
+        }
+        full["required"].append(name)
+        full["properties"]["ablations"]["properties"][name] = {"$ref": "#/$defs/tsv_files"}
+    return full
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -122,16 +138,39 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
         problems.append("config key base.pretrained: a sd / sdxl base needs a pipeline directory or hub id")
     if not toy:
         from .data.prompts import TOY_PROMPT_SETS
-        from .scorers import ORACLE_SCORERS
+        from .scorers import ORACLE_SCORERS, TOY_MODEL_SCORERS
 
         for name in config["eval"]["promptsets"]:
             if name in TOY_PROMPT_SETS:
                 problems.append(f"config key eval.promptsets: {name} exists only in the toy world")
         for name in config["eval"]["scorers"]:
-            if name in ORACLE_SCORERS:
+            if name in ORACLE_SCORERS or name in TOY_MODEL_SCORERS:
                 problems.append(f"config key eval.scorers: {name} scores only toy-world images")
+    from .methods import names
+
+    for name in config["methods"]:
+        if name not in names():
+            problems.append(f"config key methods: unknown method {name!r}; known: {names()}")
+    models = ["base", *names()]
+    for comparison in config["tables"]["comparisons"]:
+        unknown = [m for m in comparison.split(":") if m not in models]
+        if unknown:
+            problems.append(f"config key tables.comparisons: {comparison!r} names {unknown}; models are {models}")
+    from .scorers import ORACLE_SCORERS as ORACLE
+    from .scorers import TOY_MODEL_SCORERS, known_scorers
+
+    label = config["smpo"]["label_scorer"]
+    if label in ORACLE:
+        problems.append(
+            f"config key smpo.label_scorer: {label} is the hidden oracle; SmPO's labels must come from "
+            "a learned scorer (toy_reward in the toy world)"
+        )
+    elif label not in known_scorers():
+        problems.append(f"config key smpo.label_scorer: unknown scorer {label!r}; known: {sorted(known_scorers())}")
+    elif not toy and label in TOY_MODEL_SCORERS:
+        problems.append(f"config key smpo.label_scorer: {label} exists only in the toy world (use pickscore_cosine)")
     processes = max(1, config["gpus"]["train"])
-    for method in ("sft", "dpo", "inpo"):
+    for method in names():
         cfg = config[method]
         if cfg["t_min"] > cfg["t_max"]:
             problems.append(f"config key {method}.t_min: {cfg['t_min']} is above {method}.t_max {cfg['t_max']}")

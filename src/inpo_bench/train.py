@@ -96,7 +96,8 @@ def _checkpoints(scratch: Path) -> list[Path]:
 
 
 class _MicroBatches(Dataset):
-    """Item k: the stream positions and fetched examples of this process's k-th micro-batch from `first`."""
+    """Item k: the stream positions, example indices and fetched examples of this process's k-th micro-batch
+    from `first`."""
 
     def __init__(self, source: Any, order: ExampleOrder, layout: Layout, process: int, first: int, last: int) -> None:
         self.source, self.order, self.layout, self.process = source, order, layout, process
@@ -105,10 +106,11 @@ class _MicroBatches(Dataset):
     def __len__(self) -> int:
         return self.last - self.first
 
-    def __getitem__(self, k: int) -> tuple[np.ndarray, Any]:
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, Any]:
         step, micro = divmod(self.first + k, self.layout.grad_accum)
         positions = self.layout.positions(step, micro, self.process)
-        return positions, self.source.fetch(self.order.examples(positions))
+        indices = self.order.examples(positions)
+        return positions, indices, self.source.fetch(indices)
 
 
 def _identity(item: Any) -> Any:
@@ -117,8 +119,8 @@ def _identity(item: Any) -> Any:
 
 def micro_batches(
     source: Any, seed: int, layout: Layout, process: int, start_step: int, steps: int
-) -> Iterator[tuple[np.ndarray, Any]]:
-    """(positions, fetched) of every micro-batch of this process from start_step on, fetched ahead by
+) -> Iterator[tuple[np.ndarray, np.ndarray, Any]]:
+    """(positions, indices, fetched) of every micro-batch of this process from start_step on, fetched ahead by
     `source.workers` DataLoader workers (none: in this process)."""
     items = _MicroBatches(
         source,
@@ -208,8 +210,8 @@ def train(
         metrics: dict[str, float] = {}
         total = 0.0
         for micro in range(layout.grad_accum):
-            positions, fetched = next(batches)
-            drawn = objective.draw(fetched, example_generators(settings.seed, positions))
+            positions, indices, fetched = next(batches)
+            drawn = objective.draw(fetched, example_generators(settings.seed, positions), indices)
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in drawn.items()}
             sync = micro == layout.grad_accum - 1
             with accelerator.no_sync(wrapped) if not sync else nullcontext():

@@ -16,7 +16,10 @@ shell.prefix(
 from inpo_bench.config import ConfigError, training_spec, validate_config
 from inpo_bench.data.prompts import REAL_SETS as REAL_PROMPTSETS
 from inpo_bench.data.prompts import derived_promptsets
+from inpo_bench.methods import get as get_method
+from inpo_bench.methods import names as method_names
 from inpo_bench.scorers import MODEL_SCORERS, ORACLE_SCORERS, runtime_config
+from inpo_bench.scorers import section as scorer_section
 from inpo_bench.scorers import PREPARED as PREPARED_SCORERS
 from inpo_bench.toyworld.world import PROMPT_SETS as TOY_PROMPTSETS
 
@@ -33,7 +36,9 @@ PAIR_SOURCE = "toy-oracle-bradley-terry" if TOY else "pickapic_v2"
 # the smoke config builds its stand-in downloads first; every rule that reads them waits for this file
 SMOKE = ["resources/smoke/manifest.json"] if config["smoke"] else []
 ENV = f"../../envs/{config['software_env']}.yaml"
-METHODS = ["sft", "dpo", "inpo"]
+# every registered method can train (the `zoo` target trains them all); the default target trains config's `methods`
+ALL_METHODS = method_names()
+METHODS = config["methods"]
 MODELS = ["base", *METHODS]
 PROMPTSETS = config["eval"]["promptsets"]
 # HPDv2's styles are scored from hpdv2's images when the run has both: sampled once, never twice
@@ -44,13 +49,14 @@ MODEL_SCORERS_USED = [name for name in SCORERS if name in MODEL_SCORERS]
 
 
 wildcard_constraints:
-    method="|".join(METHODS),
+    method="|".join(ALL_METHODS),
     # an aligned model: a method, or an ablation cell of it (inpo/beta~500, inpo/t_max~500/inv_grid~exact)
-    aligned=rf"({'|'.join(METHODS)})(/[A-Za-z0-9_]+~[^/]+)*",
+    aligned=rf"({'|'.join(ALL_METHODS)})(/[A-Za-z0-9_]+~[^/]+)*",
     model=r"[A-Za-z0-9_.~/-]+",
     promptset=r"[^/]+",
     sampled_promptset="|".join(map(re.escape, SAMPLED_PROMPTSETS)),
     model_scorer="|".join(MODEL_SCORERS_USED) or "^$",
+    label_scorer="|".join(MODEL_SCORERS),
     scorer=r"[^/]+",
     prepared_scorer="|".join(PREPARED_SCORERS),
 
@@ -92,7 +98,12 @@ def train_inputs(wildcards):
         inputs["world"] = f"{OUT}/world.json"
     if config["data"]["encoding"] == "disk":
         inputs["encoded"] = f"{OUT}/data/encoded/encoded.json"
+    if get_method(wildcards.aligned.split("/")[0]).pair_scores:  # SmPO: the pairs scored by its label scorer
+        inputs["pair_scores"] = f"{OUT}/data/pair_scores/{cfg['label_scorer']}.parquet"
     return inputs
+
+
+TOY_REWARD = f"{OUT}/models/toy_reward/model.json"
 
 
 def launcher(wildcards, resources):
@@ -107,22 +118,34 @@ def launcher(wildcards, resources):
     )
 
 
+def prepared_dir(name):
+    """Where a scorer's prepared weights live: resources/scorers/<name>/, or the run's toy reward model."""
+    if name == "toy_reward":
+        return os.path.dirname(TOY_REWARD)
+    return f"resources/scorers/{name}" if name in PREPARED_SCORERS else None
+
+
+def prepared_input(name):
+    folder = prepared_dir(name)
+    if folder is None:
+        return {}
+    return {"prepared": TOY_REWARD if name == "toy_reward" else f"{folder}/scorer.json"}
+
+
+def scorer_spec(name):
+    """What one scorer loads (its settings alone, so that changing another scorer reruns nothing), with prepared
+    files in place of the upstream ones. Not a function of the job's input: Snakemake does not track such params.
+    """
+    settings = config["scorers"].get(scorer_section(name), {})
+    return spec(**{name: runtime_config(name, settings, prepared_dir(name))})
+
+
 def prepared_scorer_input(wildcards):
-    """A scorer with converted or fetched weights reads them from resources/scorers/<name>/."""
-    name = wildcards.model_scorer
-    return (
-        {"prepared": f"resources/scorers/{name}/scorer.json"}
-        if name in PREPARED_SCORERS
-        else {}
-    )
+    return prepared_input(wildcards.model_scorer)
 
 
 def scorer_runtime_config(wildcards):
-    """What one model scorer loads (its config alone, so that changing another scorer reruns nothing here),
-    with prepared files in place of the upstream ones."""
-    name = wildcards.model_scorer
-    prepared = f"resources/scorers/{name}" if name in PREPARED_SCORERS else None
-    return spec(**{name: runtime_config(name, config["scorers"][name], prepared)})
+    return scorer_spec(wildcards.model_scorer)
 
 
 def score_files(models):

@@ -135,3 +135,55 @@ if config["data"]["encoding"] == "disk":
         shell:
             "python -m inpo_bench encode-pairs --pairs {input.pairs} --model {params.model} --out {params.out_dir}"
             " {params.flip} --workers {resources.data_workers} --device {params.device} > {log} 2>&1"
+
+
+# SmPO's smoothed labels: every pair's two images scored by its label scorer (never the toy oracle)
+rule score_pairs:
+    input:
+        unpack(lambda wc: prepared_input(wc.label_scorer)),
+        smoke=SMOKE,
+        pairs=f"{OUT}/data/pairs.parquet",
+    output:
+        f"{OUT}/data/pair_scores/{{label_scorer}}.parquet",
+    log:
+        f"{OUT}/logs/score_pairs/{{label_scorer}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/score_pairs/{{label_scorer}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=config["gpus"]["score"],
+    params:
+        spec=lambda wc: scorer_spec(wc.label_scorer),
+        device=config["scorers"]["device"],
+        dtype=config["scorers"]["dtype"],
+        batch_size=config["scorers"]["batch_size"],
+    shell:
+        "python -m inpo_bench score-pairs --pairs {input.pairs} --scorer {wildcards.label_scorer}"
+        " --spec {params.spec:q} --device {params.device} --dtype {params.dtype}"
+        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+
+
+if TOY:
+
+    rule toy_reward:
+        input:
+            pairs=f"{OUT}/data/pairs.parquet",
+            base=BASE_MODEL,
+        output:
+            TOY_REWARD,
+        log:
+            f"{OUT}/logs/train/toy_reward.log",
+        benchmark:
+            f"{OUT}/benchmarks/toy_reward.tsv"
+        conda:
+            ENV
+        threads: 1
+        params:
+            base=folder("input.base"),
+            out_dir=lambda wc, output: os.path.dirname(output[0]),
+            spec=spec(toy_reward=config["toy_reward"], seed=config["seed"]),
+        shell:
+            "python -m inpo_bench toy-reward --pairs {input.pairs} --base {params.base} --spec {params.spec:q}"
+            " --out {params.out_dir} --threads {threads} > {log} 2>&1"

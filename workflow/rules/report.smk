@@ -2,82 +2,173 @@ TABLES = f"{OUT}/tables"
 FIGURES = f"{OUT}/figures"
 
 
-rule tables:
-    input:
-        **(
-            {"evals": expand(f"{OUT}/models/{{model}}/eval_log.csv", model=METHODS)}
-            if TOY
-            else {}
-        ),
-        scores=score_files(MODELS),
-    output:
-        **(
-            {
-                "curves": report(
-                    f"{TABLES}/training_curves.csv",
-                    caption="../report/training_curves.rst",
-                    category="Tables",
+def suite_rule(name, suite):
+    return name if suite == "main" else f"{suite}_{name}"
+
+
+# Two suites of tables and figures over the same models directory: `main` (results/<run>/tables: config's
+# `methods` and comparisons) and `zoo` (results/<run>/zoo/tables: every registered method, each against the
+# base and Diffusion-DPO). A model both use is trained, sampled and scored once.
+ZOO_COMPARISONS = [f"{m}:base" for m in ALL_METHODS] + [
+    f"{m}:dpo" for m in ALL_METHODS if m != "dpo"
+]
+SUITES = {
+    "main": (
+        OUT,
+        METHODS,
+        config["tables"]["comparisons"],
+        "dpo" if "dpo" in METHODS else METHODS[0],
+    ),
+    "zoo": (f"{OUT}/zoo", ALL_METHODS, ZOO_COMPARISONS, "dpo"),
+}
+
+for suite, (root, methods, comparisons, reference) in SUITES.items():
+
+    rule:
+        name:
+            suite_rule("tables", suite)
+        input:
+            **(
+                {
+                    "evals": expand(
+                        f"{OUT}/models/{{model}}/eval_log.csv", model=methods
+                    )
+                }
+                if TOY
+                else {}
+            ),
+            scores=score_files(["base", *methods]),
+        output:
+            **(
+                {
+                    "curves": report(
+                        f"{root}/tables/training_curves.csv",
+                        caption="../report/training_curves.rst",
+                        category="Tables",
+                    ),
+                    "curves_md": f"{root}/tables/training_curves.md",
+                    "steps": report(
+                        f"{root}/tables/steps_to_reward.csv",
+                        caption="../report/steps_to_reward.rst",
+                        category="Tables",
+                    ),
+                    "steps_md": f"{root}/tables/steps_to_reward.md",
+                    "claims": report(
+                        f"{root}/tables/paper_claims.csv",
+                        caption="../report/paper_claims.rst",
+                        category="Tables",
+                    ),
+                    "claims_md": f"{root}/tables/paper_claims.md",
+                }
+                if TOY
+                else (
+                    {}
+                    if suite != "main"
+                    else {
+                        "paper": report(
+                            f"{root}/tables/paper_comparison.csv",
+                            caption="../report/paper_comparison.rst",
+                            category="Tables",
+                        ),
+                        "paper_md": f"{root}/tables/paper_comparison.md",
+                    }
+                )
+            ),
+            means=report(
+                f"{root}/tables/mean_scores.csv",
+                caption="../report/mean_scores.rst",
+                category="Tables",
+            ),
+            means_md=f"{root}/tables/mean_scores.md",
+            wins=report(
+                f"{root}/tables/win_rates.csv",
+                caption="../report/win_rates.rst",
+                category="Tables",
+            ),
+            wins_md=f"{root}/tables/win_rates.md",
+        log:
+            f"{OUT}/logs/tables/{suite}.log",
+        conda:
+            ENV
+        params:
+            out_dir=folder("output.means"),
+            models=lambda wc, input: (
+                "--models " + " ".join(os.path.dirname(p) for p in input.evals)
+                if "evals" in input.keys()
+                else ""
+            ),
+            comparisons=comparisons,
+            reference=reference,
+            paper=(
+                ""
+                if TOY or suite != "main"
+                else f"--paper {PAPER_TABLE} --run {config['tables']['paper_run'] or config['run']} --paper-metrics "
+                + " ".join(
+                    f"{k}:{v}" for k, v in config["tables"]["paper_metrics"].items()
+                )
+            ),
+            seed=config["seed"],
+        shell:
+            "python -m inpo_bench tables --scores {input.scores} {params.models} {params.paper}"
+            " --comparisons {params.comparisons} --reference {params.reference} --out-dir {params.out_dir}"
+            " --seed {params.seed} > {log} 2>&1"
+
+    rule:
+        name:
+            suite_rule("figures", suite)
+        input:
+            **({"curves": f"{root}/tables/training_curves.csv"} if TOY else {}),
+            wins=f"{root}/tables/win_rates.csv",
+            samples=expand(
+                f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
+                model=["base", *methods],
+                promptset=SAMPLED_PROMPTSETS,
+            ),
+        output:
+            **(
+                {
+                    "curves": report(
+                        f"{root}/figures/training_curves.png",
+                        caption="../report/figures.rst",
+                        category="Figures",
+                    )
+                }
+                if TOY
+                else {}
+            ),
+            wins=report(
+                f"{root}/figures/win_rates.png",
+                caption="../report/figures.rst",
+                category="Figures",
+            ),
+            grids=report(
+                expand(
+                    f"{root}/figures/grid_{{promptset}}.png",
+                    promptset=SAMPLED_PROMPTSETS,
                 ),
-                "curves_md": f"{TABLES}/training_curves.md",
-                "steps": report(
-                    f"{TABLES}/steps_to_reward.csv",
-                    caption="../report/steps_to_reward.rst",
-                    category="Tables",
-                ),
-                "steps_md": f"{TABLES}/steps_to_reward.md",
-                "claims": report(
-                    f"{TABLES}/paper_claims.csv",
-                    caption="../report/paper_claims.rst",
-                    category="Tables",
-                ),
-                "claims_md": f"{TABLES}/paper_claims.md",
-            }
-            if TOY
-            else {
-                "paper": report(
-                    f"{TABLES}/paper_comparison.csv",
-                    caption="../report/paper_comparison.rst",
-                    category="Tables",
-                ),
-                "paper_md": f"{TABLES}/paper_comparison.md",
-            }
-        ),
-        means=report(
-            f"{TABLES}/mean_scores.csv",
-            caption="../report/mean_scores.rst",
-            category="Tables",
-        ),
-        means_md=f"{TABLES}/mean_scores.md",
-        wins=report(
-            f"{TABLES}/win_rates.csv",
-            caption="../report/win_rates.rst",
-            category="Tables",
-        ),
-        wins_md=f"{TABLES}/win_rates.md",
-    log:
-        f"{OUT}/logs/tables/tables.log",
-    conda:
-        ENV
-    params:
-        out_dir=folder("output.means"),
-        models=lambda wc, input: (
-            "--models " + " ".join(os.path.dirname(p) for p in input.evals)
-            if "evals" in input.keys()
-            else ""
-        ),
-        comparisons=config["tables"]["comparisons"],
-        paper=(
-            ""
-            if TOY
-            else f"--paper {PAPER_TABLE} --run {config['tables']['paper_run'] or config['run']} --paper-metrics "
-            + " ".join(
-                f"{k}:{v}" for k, v in config["tables"]["paper_metrics"].items()
-            )
-        ),
-        seed=config["seed"],
-    shell:
-        "python -m inpo_bench tables --scores {input.scores} {params.models} {params.paper}"
-        " --comparisons {params.comparisons} --out-dir {params.out_dir} --seed {params.seed} > {log} 2>&1"
+                caption="../report/figures.rst",
+                category="Figures",
+            ),
+        log:
+            f"{OUT}/logs/figures/{suite}.log",
+        conda:
+            ENV
+        params:
+            out_dir=folder("output.wins"),
+            curves=lambda wc, input: (
+                f"--curves {input.curves}" if "curves" in input.keys() else ""
+            ),
+            # samples/<model>/<promptset>/index.csv -> samples/
+            samples_root=lambda wc, input: os.path.dirname(
+                os.path.dirname(os.path.dirname(input.samples[0]))
+            ),
+            models=["base", *methods],
+            promptsets=SAMPLED_PROMPTSETS,
+            grid_images=config["tables"]["grid_images"],
+        shell:
+            "python -m inpo_bench figures --win-rates {input.wins} {params.curves}"
+            " --samples-root {params.samples_root} --grid-models {params.models} --promptsets {params.promptsets}"
+            " --grid-images {params.grid_images} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule ablation_table:
@@ -104,59 +195,6 @@ rule ablation_table:
         "python -m inpo_bench ablation-table --method {wildcards.method} --method-config {params.method_config:q}"
         " --cells {params.cells} --scores {input.scores} --scorer {params.scorer} --out-dir {params.out_dir}"
         " --seed {params.seed} > {log} 2>&1"
-
-
-rule figures:
-    input:
-        **({"curves": f"{TABLES}/training_curves.csv"} if TOY else {}),
-        wins=f"{TABLES}/win_rates.csv",
-        samples=expand(
-            f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
-            model=MODELS,
-            promptset=SAMPLED_PROMPTSETS,
-        ),
-    output:
-        **(
-            {
-                "curves": report(
-                    f"{FIGURES}/training_curves.png",
-                    caption="../report/figures.rst",
-                    category="Figures",
-                )
-            }
-            if TOY
-            else {}
-        ),
-        wins=report(
-            f"{FIGURES}/win_rates.png",
-            caption="../report/figures.rst",
-            category="Figures",
-        ),
-        grids=report(
-            expand(f"{FIGURES}/grid_{{promptset}}.png", promptset=SAMPLED_PROMPTSETS),
-            caption="../report/figures.rst",
-            category="Figures",
-        ),
-    log:
-        f"{OUT}/logs/figures.log",
-    conda:
-        ENV
-    params:
-        out_dir=folder("output.wins"),
-        curves=lambda wc, input: (
-            f"--curves {input.curves}" if "curves" in input.keys() else ""
-        ),
-        # samples/<model>/<promptset>/index.csv -> samples/
-        samples_root=lambda wc, input: os.path.dirname(
-            os.path.dirname(os.path.dirname(input.samples[0]))
-        ),
-        models=MODELS,
-        promptsets=SAMPLED_PROMPTSETS,
-        grid_images=config["tables"]["grid_images"],
-    shell:
-        "python -m inpo_bench figures --win-rates {input.wins} {params.curves}"
-        " --samples-root {params.samples_root} --grid-models {params.models} --promptsets {params.promptsets}"
-        " --grid-images {params.grid_images} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule ablation_figure:

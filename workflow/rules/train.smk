@@ -88,12 +88,15 @@ rule train:
             if "encoded" in input.keys()
             else ""
         ),
+        pair_scores=lambda wc, input: (
+            f"--pair-scores {input.pair_scores}" if "pair_scores" in input.keys() else ""
+        ),
         # checkpoints live outside the declared outputs, so a failed or killed attempt resumes from them
         scratch=f"{OUT}/scratch/{{aligned}}",
         spec=lambda wc: train_spec(wc.aligned),
     shell:
         "{params.launch} train --method {params.method} --init {params.init} --pairs {input.pairs} {params.world}"
-        " {params.encoded} --spec {params.spec:q} --out {params.out_dir} --scratch {params.scratch}"
+        " {params.encoded} {params.pair_scores} --spec {params.spec:q} --out {params.out_dir} --scratch {params.scratch}"
         " --checkpoint-every {resources.checkpoint_every} --gradient-checkpointing {resources.gradient_checkpointing}"
         " --workers {resources.data_workers}"
         " --threads {threads} > {log} 2>&1"

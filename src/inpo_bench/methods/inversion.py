@@ -9,8 +9,12 @@ Two grids:
 - `exact` inverts from level 0 to exactly t in ceil(t * steps / T) equal steps.
 
 After each step a jitter eta * sqrt(DDPM posterior variance between the two levels) * z is added (the official
-code's `inversion_eta` = 0.1). Samples in a batch may have different t: each runs its own schedule, and the UNet
-is called only on the samples that still have a step to take.
+code's `inversion_eta` = 0.1). With `renoise` (SmPO, JaydenLyh/SmPO train.py), each step evaluates the UNet twice
+at the same timestep label, at the current latent and at the latent the first estimate steps to, and steps with
+the mean of the two predictions from the current latent.
+
+Samples in a batch may have different t: each runs its own schedule, and the UNet is called only on the samples
+that still have a step to take.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class InversionSettings:
     guidance: float = 1.0
     grid: str = "official"
     model: str = "policy"  # which UNet inverts: the trained policy (official) or the frozen reference
+    renoise: bool = False  # SmPO's ReNoise: average a second evaluation at the provisionally stepped latent
 
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
@@ -98,6 +103,9 @@ def invert(
         abar_dst = abar[dst]
         sub = x[index]
         eps = eps_fn(sub, src, index)
+        if settings.renoise:
+            eps = (eps + eps_fn(ddim_step(sub, eps, abar_src, abar_dst), src, index)) / 2
+            evaluations += len(index)
         sub = ddim_step(sub, eps, abar_src, abar_dst)
         if settings.eta > 0:
             if eta_noise is None:

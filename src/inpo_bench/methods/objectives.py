@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..diffusion import add_noise
-from ..models.bundle import T2IModel
-from .inversion import InversionSettings, invert, max_steps
-from .losses import dpo_loss, epsilon_loss, implicit_accuracy, inpo_target, per_sample_mse
+
+if TYPE_CHECKING:
+    from ..models.bundle import T2IModel
+from .losses import epsilon_loss, per_sample_mse
 
 Generators = list[torch.Generator]
 
@@ -84,7 +85,7 @@ class Pretrain(nn.Module):
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet, "text_encoder": self.text_encoder}
 
-    def draw(self, idx: torch.Tensor, generators: Generators) -> dict[str, Any]:
+    def draw(self, idx: torch.Tensor, generators: Generators, indices: Any = None) -> dict[str, Any]:
         captions = self.caption_index[idx].clone()
         captions[uniform(generators) < self.caption_dropout] = self.empty_index
         return {
@@ -109,12 +110,15 @@ def plain_eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, context: torch.
     return unet(x, t, encoder_hidden_states=context).sample
 
 
-class _PairObjective(nn.Module):
-    """The trained UNet (`policy`) and the shared per-pair draws of SFT, Diffusion-DPO and DDIM-InPO: caption
-    dropout, the timestep, a horizontal flip of each image, in that order from the pair's generator.
+class PairObjective(nn.Module):
+    """The trained UNet (`policy`), optionally a frozen `reference`, and the per-pair draws every pair method
+    shares: caption dropout, the timestep, a horizontal flip of each image, in that order from the pair's
+    generator (methods add theirs after these).
 
     `data` is a source of data/pairs.py (PairData, EncodedPairs, LazyPairs); `eps_fn(unet, x, t, context)` calls a
-    UNet with the model kind's conditioning (T2IModel.eps).
+    UNet with the model kind's conditioning (T2IModel.eps). With `reference`, a frozen copy of the initial UNet is
+    kept out of the optimiser's parameters, in half precision under mixed-precision training (`reference_dtype`),
+    as the official scripts keep it.
     """
 
     def __init__(
@@ -124,12 +128,18 @@ class _PairObjective(nn.Module):
         abar: torch.Tensor,
         batch_size: int,
         caption_dropout: float,
-        t_min: int,
-        t_max: int | None,
-        eps_fn: Callable[..., torch.Tensor],
+        t_min: int = 0,
+        t_max: int | None = None,
+        eps_fn: Callable[..., torch.Tensor] = plain_eps,
+        reference: bool = False,
+        reference_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.policy = unet
+        if reference:
+            self.reference = copy.deepcopy(unet).requires_grad_(False).eval()
+            if reference_dtype is not None:
+                self.reference.to(reference_dtype)
         t_max = len(abar) - 1 if t_max is None else t_max
         if not 0 <= t_min <= t_max < len(abar):
             raise ValueError(f"timestep range [{t_min}, {t_max}] must lie within [0, {len(abar) - 1}]")
@@ -143,7 +153,7 @@ class _PairObjective(nn.Module):
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"unet": self.policy}
 
-    def _draw_common(
+    def draw_common(
         self, fetched: Any, generators: Generators
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         dropped = uniform(generators) < self.caption_dropout
@@ -155,130 +165,11 @@ class _PairObjective(nn.Module):
         return x0_w, x0_l, {"context": context, "t": t}
 
 
-class SFT(_PairObjective):
-    """Supervised fine-tuning: the denoising loss on the preferred image of each pair."""
-
-    name = "sft"
-
-    def __init__(
-        self,
-        unet: nn.Module,
-        data: Any,
-        abar: torch.Tensor,
-        batch_size: int,
-        caption_dropout: float,
-        t_min: int = 0,
-        t_max: int | None = None,
-        eps_fn: Callable[..., torch.Tensor] = plain_eps,
-    ) -> None:
-        super().__init__(unet, data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
-
-    def draw(self, fetched: Any, generators: Generators) -> dict[str, Any]:
-        x0, _, batch = self._draw_common(fetched, generators)
-        return {**batch, "x0": x0, "noise": normal(generators, tuple(x0.shape[1:]))}
-
-    def forward(
-        self, x0: torch.Tensor, context: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        eps = self.eps_fn(self.policy, add_noise(x0, noise, self.abar[t]), t, context)
-        loss = epsilon_loss(eps, noise)
-        return loss, {"model_mse": float(loss.detach())}
-
-
-class Preference(_PairObjective):
-    """Diffusion-DPO (inversion=None) and DDIM-InPO (inversion settings given): one loss, two ways to get x_t.
-
-    Diffusion-DPO noises winner and loser with the same t and the same epsilon and regresses onto epsilon.
-    DDIM-InPO inverts each image with DDIM (under no_grad, with the policy or the frozen reference) to the
-    shared t and regresses onto tau = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t), a different target per image.
-    Both then apply -logsigmoid(-0.5 beta ((m_w - m_l) - (r_w - r_l))) to the per-sample MSEs.
-    """
-
-    def __init__(
-        self,
-        unet: nn.Module,
-        data: Any,
-        abar: torch.Tensor,
-        batch_size: int,
-        caption_dropout: float,
-        beta: float,
-        t_min: int = 0,
-        t_max: int | None = None,
-        inversion: InversionSettings | None = None,
-        timestep_offset: int = 1,
-        eps_fn: Callable[..., torch.Tensor] = plain_eps,
-        reference_dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(unet, data, abar, batch_size, caption_dropout, t_min, t_max, eps_fn)
-        # the frozen reference starts equal to the policy; kept out of the parameters the optimiser sees, and in
-        # half precision under mixed-precision training, as the official scripts keep it
-        self.reference = copy.deepcopy(unet).requires_grad_(False).eval()
-        if reference_dtype is not None:
-            self.reference.to(reference_dtype)
-        self.beta = beta
-        self.inversion = inversion
-        self.timestep_offset = timestep_offset
-        self.name = "dpo" if inversion is None else "inpo"
-
-    def draw(self, fetched: Any, generators: Generators) -> dict[str, Any]:
-        x0_w, x0_l, batch = self._draw_common(fetched, generators)
-        shape = tuple(x0_w.shape[1:])
-        if self.inversion is None:
-            extra = {"noise": normal(generators, shape)}  # shared by winner and loser
-        else:  # (steps, pairs, 2, ...) -> (steps, winners then losers, ...), the order forward() inverts in
-            eta = normal(generators, (max_steps(len(self.abar), self.inversion), 2, *shape)).transpose(0, 1)
-            extra = {"eta_noise": torch.cat([eta[:, :, 0], eta[:, :, 1]], dim=1)}
-        return {**batch, "x0_w": x0_w, "x0_l": x0_l, **extra}
-
-    def _inversion_eps(self, context: torch.Tensor) -> Any:
-        unet = self.policy if self.inversion.model == "policy" else self.reference
-        guidance = self.inversion.guidance
-        empty = self.data.empty.to(context)
-
-        def eps_fn(x: torch.Tensor, timesteps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-            ctx = context[index]
-            if guidance == 1.0:
-                return self.eps_fn(unet, x, timesteps, ctx)
-            both = self.eps_fn(
-                unet, torch.cat([x, x]), torch.cat([timesteps, timesteps]), torch.cat([empty.expand_as(ctx), ctx])
-            )
-            eps_u, eps_c = both.chunk(2)
-            return eps_u + guidance * (eps_c - eps_u)
-
-        return eps_fn
-
-    def forward(
-        self,
-        x0_w: torch.Tensor,
-        x0_l: torch.Tensor,
-        context: torch.Tensor,
-        t: torch.Tensor,
-        noise: torch.Tensor | None = None,
-        eta_noise: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        b = len(x0_w)
-        x0 = torch.cat([x0_w, x0_l])
-        context2, t2 = torch.cat([context, context]), torch.cat([t, t])
-        abar_t = self.abar[t2]
-        extra: dict[str, float] = {}
-        if self.inversion is None:
-            target = torch.cat([noise, noise])
-            x_t = add_noise(x0, target, abar_t)
-        else:
-            with torch.no_grad():
-                x_t, evaluations = invert(
-                    self._inversion_eps(context2), x0, t2, self.abar, self.inversion, eta_noise, self.timestep_offset
-                )
-            target = inpo_target(x_t, x0, abar_t)
-            extra["inversion_evals"] = float(evaluations)
-        pred = self.eps_fn(self.policy, x_t, t2, context2)
-        with torch.no_grad():
-            ref = self.eps_fn(self.reference, x_t, t2, context2)
-        model_mse, ref_mse = per_sample_mse(pred, target), per_sample_mse(ref, target)
-        losses, inside = dpo_loss(model_mse[:b], model_mse[b:], ref_mse[:b], ref_mse[b:], self.beta)
-        return losses.mean(), {
-            "implicit_acc": implicit_accuracy(inside),
-            "model_mse": float(model_mse.detach().mean()),
-            "ref_mse": float(ref_mse.mean()),
-            **extra,
-        }
+def pair_mse(
+    objective: PairObjective, x_t: torch.Tensor, t2: torch.Tensor, context2: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Policy and reference predictions on a (winners then losers) batch and their per-sample MSEs."""
+    pred = objective.eps_fn(objective.policy, x_t, t2, context2)
+    with torch.no_grad():
+        ref = objective.eps_fn(objective.reference, x_t, t2, context2)
+    return pred, ref, per_sample_mse(pred, target), per_sample_mse(ref, target)

@@ -29,16 +29,28 @@ MODEL_SCORERS: dict[str, str] = {
     "imagereward": "ImageReward v1.0 (BLIP): (MLP(text [CLS] x image) - 0.16717) / 1.03334",
     "aesthetic": "LAION aesthetic predictor v2 (sac+logos+ava1-l14-linearMSE on CLIP ViT-L/14), about 1-10",
     "clip": "CLIP score: 100 x cos(image, text) with the configured CLIP (scorers.clip.model), not clipped at 0",
+    "pickscore_cosine": "PickScore_v1's raw cosine(image, text), as DiffusionDPO's and SmPO's Selector return it "
+    "(SmPO's label scorer); settings of scorers.pickscore",
+    "toy_reward": "the toy world's learned reward model (a tiny CLIP trained on the toy pairs like PickScore): "
+    "logit_scale.exp() * cos; toy world only",
 }
+# scorers whose settings live in another scorer's config section
+SECTION = {"pickscore_cosine": "pickscore"}
+TOY_MODEL_SCORERS = ("toy_reward",)  # trained in the toy world's DAG (models/toy_reward/)
 
 
 # scorers whose upstream weights are fetched / converted once (`inpo-bench prepare-scorer`) before scoring
 PREPARED = ("hpsv2", "hpsv21", "imagereward", "aesthetic")
 
 
+def section(name: str) -> str:
+    """The key of the config's `scorers` section that holds this scorer's settings."""
+    return SECTION.get(name, name)
+
+
 def runtime_config(name: str, cfg: dict[str, Any], prepared: str | Path | None) -> dict[str, Any]:
     """The arguments of load_scorer: the config, with prepared files in place of the upstream ones."""
-    if name in ("hpsv2", "hpsv21", "imagereward"):
+    if name in ("hpsv2", "hpsv21", "imagereward", "toy_reward"):
         return {"model": str(prepared)}
     if name == "aesthetic":
         return {"clip": cfg["clip"], "head": str(Path(prepared) / "head.pth")}
@@ -57,10 +69,14 @@ def describe(name: str) -> str:
 
 def load_scorer(name: str, cfg: dict[str, Any], device: str = "cpu", dtype: str = "float32") -> Any:
     """Build a model scorer from its config section (see config.yaml `scorers`)."""
-    if name == "pickscore":
+    if name in ("pickscore", "pickscore_cosine"):
         from . import pickscore
 
-        return pickscore.load(cfg, device, dtype)
+        return pickscore.load(cfg, device, dtype, logit_scale=name == "pickscore")
+    if name == "toy_reward":
+        from . import toy_reward
+
+        return toy_reward.load(cfg, device, dtype)
     if name in ("hpsv2", "hpsv21"):
         from . import hps
 

@@ -45,12 +45,13 @@ class CLIPPairScorer:
         return (self.multiplier * scale * cosine).cpu().double().numpy()
 
 
-def load(cfg: dict[str, Any], device: str, dtype: str) -> CLIPPairScorer:
+def load(cfg: dict[str, Any], device: str, dtype: str, logit_scale: bool = True) -> CLIPPairScorer:
+    """PickScore (x logit_scale.exp()), or with logit_scale=False its raw cosine (SmPO's labels)."""
     return CLIPPairScorer(
-        "pickscore",
+        "pickscore" if logit_scale else "pickscore_cosine",
         location(cfg["model"], "scorers.pickscore.model"),
         location(cfg["processor"], "scorers.pickscore.processor"),
         device,
         dtype,
-        logit_scale=True,
+        logit_scale=logit_scale,
     )
