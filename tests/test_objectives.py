@@ -2,18 +2,21 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from inpo_bench.data.order import example_generators
 from inpo_bench.data.pairs import PairData
 from inpo_bench.diffusion import add_noise
+from inpo_bench.methods import Context, get
 from inpo_bench.methods.dpo import DPO, dpo_loss
 from inpo_bench.methods.inpo import InPO, inpo_target
 from inpo_bench.methods.inversion import InversionSettings, invert
 from inpo_bench.methods.losses import per_sample_mse
 from inpo_bench.methods.sft import SFT
 from inpo_bench.models.bundle import load_model
+from tests.conftest import REPO
 
 
 def draw(objective, seed, indices=None):
@@ -141,3 +144,116 @@ def test_reference_is_frozen_and_outside_the_optimiser(model, data):
     assert trainable.isdisjoint(id(p) for p in objective.reference.parameters())
     with pytest.raises(ValueError, match="timestep range"):
         DPO(model.unet, 1.0, data=data, abar=model.alphas_cumprod, batch_size=2, caption_dropout=0.0, t_max=1000)
+
+
+# --- the registry and every method's objective ------------------------------------------------------------------
+
+ZOO = ["sft", "dpo", "inpo", "kto", "smpo", "mapo", "dspo"]
+
+
+def test_the_registry_drives_the_schema_the_cli_and_the_default_config(default_config):
+    from inpo_bench.cli import build_parser
+    from inpo_bench.config import schema
+    from inpo_bench.methods import names
+
+    assert names() == ZOO
+    properties = schema()["properties"]
+    for name in ZOO:
+        assert name in properties and name in schema()["required"] and name in default_config
+        assert name in properties["ablations"]["properties"]
+        assert set(get(name).schema) <= set(properties[name]["properties"])
+    args = build_parser().parse_args(
+        ["train", "--method", "kto", "--init", "i", "--pairs", "p", "--spec", "{}", "--out", "o", "--scratch", "s"]
+    )
+    assert args.method == "kto"
+    with pytest.raises(ValueError, match=r"unknown method 'ipo'; known: \['sft'"):
+        get("ipo")
+
+
+class FakeScores:
+    def __init__(self, w, l):
+        self.w, self.l = np.asarray(w, float), np.asarray(l, float)
+
+    def range(self):
+        return float(min(self.w.min(), self.l.min())), float(max(self.w.max(), self.l.max()))
+
+
+def build_method(name, model, data, **overrides):
+    from inpo_bench.config import load_config
+
+    config = load_config(REPO / "config" / "config.yaml")
+    cfg = {**config[name], "batch_size": 4, "caption_dropout": 0.0, **overrides}
+    scores = FakeScores([0.2, 0.1, 0.3, 0.1, 0.2, 0.2], [0.1, 0.3, 0.1, 0.2, 0.2, 0.25])
+    return get(name).build(Context(model.unet, data, cfg, model, pair_scores=scores))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_every_method_starts_at_its_known_value(model, data, name):
+    objective = build_method(name, model, data)
+    batch = draw(objective, 7, indices=[0, 1, 2, 3])
+    loss, _ = objective(**batch)
+    assert loss.requires_grad and math.isfinite(loss.item())
+    if name in ("dpo", "inpo", "smpo"):
+        assert loss.item() == pytest.approx(math.log(2), abs=1e-6)  # policy == reference: every logit is 0
+    elif name == "kto":
+        assert loss.item() == pytest.approx(0.5, abs=1e-6)  # utility sigmoid(0) for every image, lambda 1
+    elif name == "mapo":
+        assert not hasattr(objective, "reference")  # reference-free: no second UNet (value: the test below)
+    elif name == "dspo":  # the correction vanishes: the winners' denoising loss
+        x_t = add_noise(batch["x0_w"], batch["noise"], model.alphas_cumprod[batch["t"]])
+        with torch.no_grad():
+            pred = objective.policy(x_t, batch["t"], encoder_hidden_states=batch["context"]).sample
+        assert loss.item() == pytest.approx(per_sample_mse(pred, batch["noise"]).mean().item(), rel=1e-5)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in objective.policy.parameters())
+
+
+def test_mapo_value_at_init_by_recomputation(model, data):
+    from inpo_bench.methods.mapo import mapo_loss
+
+    objective = build_method("mapo", model, data)
+    batch = draw(objective, 3, indices=[0, 1, 2, 3])
+    loss, _ = objective(**batch)
+    x0 = torch.cat([batch["x0_w"], batch["x0_l"]])
+    t, eps = batch["t"].repeat(2), batch["noise"].repeat(2, 1, 1, 1)
+    with torch.no_grad():
+        pred = objective.policy(
+            add_noise(x0, eps, model.alphas_cumprod[t]), t, encoder_hidden_states=batch["context"].repeat(2, 1, 1)
+        ).sample
+    m = per_sample_mse(pred, eps)
+    expected, _ = mapo_loss(m[:4], m[4:], 0.1, 0.5, 1000)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_smpo_orders_pairs_by_the_label_scorer_and_scales_beta(model, data):
+    objective = build_method("smpo", model, data)
+    batch = draw(objective, 1, indices=[0, 1, 2, 3])
+    # pairs 1 and 3 score their loser higher: the label scorer's order replaces the human one
+    for i, swapped in enumerate([False, True, False, True]):
+        expected = data.x0_l[i, 0] if swapped else data.x0_w[i, 0]
+        assert torch.equal(batch["x0_w"][i], expected), i
+    assert (batch["label_scale"] > 0).all() and batch["t"].shape == (4,) and "eta_noise" not in batch
+    assert objective.inversion.renoise and objective.inversion.steps == 5
+
+
+def test_kto_draws_desirable_images_at_its_ratio(model, data):
+    objective = build_method("kto", model, data, batch_size=64)
+    batch = draw(objective, 2, indices=list(range(6)) * 11)
+    share = batch["desirable"][:64].float().mean().item()
+    assert 0.65 < share < 0.95  # desirable_ratio 0.8
+    for i, desirable in enumerate(batch["desirable"][:6]):
+        source = data.x0_w if desirable else data.x0_l
+        assert torch.equal(batch["x0"][i], source[i, 0])
+
+
+def test_the_sdpo_safeguard_only_rescales_the_loser_gradient(model, data):
+    plain, guarded = build_method("dpo", model, data), build_method("dpo", model, data, safeguard_mu=0.5)
+    with torch.no_grad():
+        for a, b in zip(plain.policy.parameters(), guarded.policy.parameters()):
+            assert a is b  # the same UNet: the two objectives differ in the loss only
+        plain.policy.conv_out.bias.add_(0.05)
+    batch = draw(plain, 4, indices=[0, 1, 2, 3])
+    loss_plain, _ = plain(**batch)
+    loss_guarded, metrics = guarded(**batch)
+    assert loss_guarded.item() == pytest.approx(loss_plain.item(), rel=1e-6)  # the forward value is unchanged
+    assert 0.0 <= metrics["loser_scale"] <= 1.0

@@ -133,7 +133,8 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
 
     table = pd.read_csv(out / "tables" / "mean_scores.csv")
     assert list(table.columns) == ["model", "promptset", "scorer", "mean", "ci_low", "ci_high", "n", "n_prompts"]
-    assert len(table) == 4 * 2 * 7 and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
+    # 4 models x 2 prompt sets x 8 scorers (7 oracle fields and the learned toy_reward)
+    assert len(table) == 4 * 2 * 8 and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
     reward = pd.read_csv(out / "scores" / "base" / "toy_seen" / "oracle_reward.csv").score.mean()
     row = table[(table.model == "base") & (table.promptset == "toy_seen") & (table.scorer == "oracle_reward")]
     assert row["mean"].iloc[0] == pytest.approx(reward)
@@ -152,7 +153,7 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
         "ties",
         "n_prompts",
     ]
-    assert len(wins) == 6 * 2 * 7 and wins.win_rate.between(0, 1).all()
+    assert len(wins) == 6 * 2 * 8 and wins.win_rate.between(0, 1).all()
     for name in ("training_curves", "steps_to_reward", "paper_claims"):
         assert len(pd.read_csv(out / "tables" / f"{name}.csv")) > 0 and (out / "tables" / f"{name}.md").is_file()
     claims = pd.read_csv(out / "tables" / "paper_claims.csv")
@@ -239,3 +240,30 @@ def test_settings_that_cannot_change_the_weights_retrain_nothing(tiny_run, tmp_p
     beta.write_text("dpo: {beta: 1000}\n")
     counts = job_counts(snakemake("-n", "--configfile", str(TINY), str(beta), "--directory", str(workdir)).stdout)
     assert counts["train"] == 1
+
+
+@pytest.mark.slow
+def test_the_zoo_trains_and_compares_every_registered_method(tiny_run):
+    from inpo_bench.methods import names
+
+    workdir = tiny_run.parents[1]
+    args = ("--configfile", str(TINY), "--directory", str(workdir))
+    dry = job_counts(snakemake("-n", "zoo", *args).stdout)
+    assert dry.get("train") == len(names()) - 3, dry  # sft, dpo and inpo are the default target's, already trained
+    assert dry.get("score_pairs") == 1 and "toy_reward" not in dry, dry  # the toy reward model: already trained
+    snakemake("--cores", "2", "zoo", *args)
+    zoo = tiny_run / "zoo" / "tables"
+    wins = pd.read_csv(zoo / "win_rates.csv")
+    assert set(wins[wins.baseline == "base"].model) == set(names())
+    assert set(wins[wins.baseline == "dpo"].model) == set(names()) - {"dpo"}
+    assert set(pd.read_csv(zoo / "training_curves.csv").model) == set(names())
+    assert (tiny_run / "zoo" / "figures" / "win_rates.png").is_file()
+    record = json.loads((tiny_run / "models" / "toy_reward" / "model.json").read_text())
+    assert record["pairs"] > 0 and "held_out_accuracy" in record["log"][-1]
+    scores = pd.read_parquet(tiny_run / "data" / "pair_scores" / "toy_reward.parquet")
+    assert list(scores.columns) == ["pair_id", "score_w", "score_l"]
+    assert (
+        json.loads((tiny_run / "models" / "smpo" / "train.json").read_text())["config"]["label_scorer"] == "toy_reward"
+    )
+    # the default target's tables still hold only its own methods
+    assert set(pd.read_csv(tiny_run / "tables" / "win_rates.csv").model) <= {"sft", "dpo", "inpo"}

@@ -188,3 +188,21 @@ def method_config(model):
     """The training config of a model id: a method's section, or an ablation cell of it."""
     method, _, cell = model.partition("/")
     return cell_config(config[method], cell) if cell else config[method]
+
+
+def suite_rule(name, suite):
+    return name if suite == "main" else f"{suite}_{name}"
+
+
+ZOO_COMPARISONS = [f"{m}:base" for m in ALL_METHODS] + [
+    f"{m}:dpo" for m in ALL_METHODS if m != "dpo"
+]
+SUITES = {
+    "main": (
+        OUT,
+        METHODS,
+        config["tables"]["comparisons"],
+        "dpo" if "dpo" in METHODS else METHODS[0],
+    ),
+    "zoo": (f"{OUT}/zoo", ALL_METHODS, ZOO_COMPARISONS, "dpo"),
+}

@@ -2,26 +2,7 @@ TABLES = f"{OUT}/tables"
 FIGURES = f"{OUT}/figures"
 
 
-def suite_rule(name, suite):
-    return name if suite == "main" else f"{suite}_{name}"
-
-
-# Two suites of tables and figures over the same models directory: `main` (results/<run>/tables: config's
-# `methods` and comparisons) and `zoo` (results/<run>/zoo/tables: every registered method, each against the
-# base and Diffusion-DPO). A model both use is trained, sampled and scored once.
-ZOO_COMPARISONS = [f"{m}:base" for m in ALL_METHODS] + [
-    f"{m}:dpo" for m in ALL_METHODS if m != "dpo"
-]
-SUITES = {
-    "main": (
-        OUT,
-        METHODS,
-        config["tables"]["comparisons"],
-        "dpo" if "dpo" in METHODS else METHODS[0],
-    ),
-    "zoo": (f"{OUT}/zoo", ALL_METHODS, ZOO_COMPARISONS, "dpo"),
-}
-
+# Tables and figures of each suite of SUITES (rules/common.smk): `main` and `zoo`.
 for suite, (root, methods, comparisons, reference) in SUITES.items():
 
     rule:

@@ -1,0 +1,55 @@
+"""The sampling stage's command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import Add, json_object
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
+    import torch
+
+    from ..models.bundle import load_model
+    from ..runtime import Stopwatch, pick_device, provenance, write_csv, write_json
+    from ..sample import SamplerSettings, generate, read_prompts, save_samples
+
+    spec, clock = args.spec, Stopwatch()
+    prompts = read_prompts(args.prompts)
+    device = pick_device(spec["device"])
+    model = load_model(args.model, device)
+    dtype = spec["dtype"] if device.startswith("cuda") else "float32"  # half precision never on a CPU
+    model.to(device, {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype))
+    settings = SamplerSettings(steps=spec["steps"], guidance=spec["guidance"], batch_size=spec["batch_size"])
+    out = Path(args.out_dir)
+    index = save_samples(generate(model, prompts, spec["seeds"], settings), out)
+    write_json(
+        out / "sample.json",
+        provenance(
+            **settings.describe(),
+            seeds=spec["seeds"],
+            dtype=dtype,
+            model=str(args.model),
+            prompts=str(args.prompts),
+            resolution=model.resolution,
+            images=len(index),
+            wall_seconds=clock.seconds(),
+        ),
+    )
+    write_csv(out / "index.csv", index)  # last: its presence marks a complete sample folder
+    print(f"sampled {len(index)} images in {clock.seconds():.1f} s -> {out}")
+
+
+def register(add: Add) -> None:
+    p = add("sample", cmd_sample, "generate images for a prompt set")
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument(
+        "--spec", type=json_object, required=True, help='{"steps", "guidance", "batch_size", "seeds", "device"}'
+    )
+    p.add_argument("--threads", type=int, default=1)

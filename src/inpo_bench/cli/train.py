@@ -1,0 +1,243 @@
+"""Stage commands of training: the toy base, every registered method, the toy reward model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .common import Add, json_object
+
+
+def _write_training_record(out: str | Path, log: Any, evals: Any, **record: Any) -> Path:
+    """A finished training's logs and train.json (provenance + final loss); the model itself is saved after."""
+    from ..runtime import provenance, write_csv, write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "train_log.csv", log)
+    if evals is not None:
+        write_csv(out / "eval_log.csv", evals)
+    write_json(out / "train.json", provenance(**record, final_loss=float(log["loss"].iloc[-1])))
+    return out
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
+    import torch
+
+    from ..methods.objectives import Pretrain
+    from ..models.bundle import save_full_model
+    from ..models.tiny import build_toy_model
+    from ..runtime import Stopwatch, file_identity, fingerprint, make_accelerator
+    from ..scorers.oracle import OracleProgress
+    from ..toyworld.world import World
+    from ..train import TrainSettings, clear_checkpoints, train
+
+    spec, clock = args.spec, Stopwatch()
+    world, arch, cfg, seed = World.load(args.world), spec["toy_model"], spec["pretrain"], spec["seed"]
+    torch.manual_seed(seed)  # initial weights
+    model = build_toy_model(arch, world.words, world.resolution)
+    images, captions = world.pretraining_set(cfg["images"], cfg["nuisance"], cfg["wrong_caption_rate"], seed)
+    accelerator = make_accelerator(spec["device"])
+    device = str(accelerator.device)
+    model.unet.to(device)
+    model.text_encoder.to(device)
+    objective = Pretrain(model, images, captions, cfg["caption_dropout"], cfg["batch_size"])
+    progress = OracleProgress(model, world, **spec["progress_eval"])
+    settings = TrainSettings.from_dict(cfg, seed)
+    stamp = fingerprint(spec=spec, world=file_identity(args.world))
+    log, evals = train(
+        objective,
+        settings,
+        args.scratch,
+        accelerator,
+        evaluate=progress,
+        eval_every=cfg["eval_every"],
+        fingerprint=stamp,
+    )
+    if not accelerator.is_main_process:
+        return
+    out = _write_training_record(
+        args.out,
+        log,
+        evals,
+        method="pretrain",
+        processes=accelerator.num_processes,
+        config=spec,
+        seed=seed,
+        device=device,
+        wall_seconds=clock.seconds(),
+    )
+    model.unet.to("cpu")
+    model.text_encoder.to("cpu")
+    save_full_model(out, model)  # last: model.json marks the directory complete
+    clear_checkpoints(args.scratch)
+    final = evals.iloc[-1]
+    print(
+        f"pretrained base in {clock.seconds():.0f} s; oracle on {len(progress.prompts)} seen prompts: "
+        + ", ".join(f"{k} {final[k]:.3f}" for k in ("reward", "fg_correct", "bg_correct", "shape_correct"))
+    )
+
+
+def _pair_source(spec: dict[str, Any], args: argparse.Namespace, model: Any, losers: bool) -> Any:
+    """The training pairs as the config's data.encoding asks: in memory, memory-mapped from disk, or per batch."""
+    from ..data.pairs import EncodedPairs, LazyPairs, load_pair_data
+
+    data = spec["data"]
+    if data["encoding"] == "disk":
+        return EncodedPairs(args.encoded, data["flip"], losers, args.workers)
+    if data["encoding"] == "per_batch":
+        return LazyPairs(args.pairs, model, data["flip"], losers, args.workers)
+    return load_pair_data(args.pairs, model, data["flip"], losers)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
+    from dataclasses import replace
+
+    import torch
+
+    from ..methods import Context, get
+    from ..models.bundle import load_model, save_derived_model
+    from ..runtime import Stopwatch, file_identity, fingerprint, make_accelerator
+    from ..train import TrainSettings, clear_checkpoints, train
+
+    spec, clock = args.spec, Stopwatch()
+    cfg, run = spec["method"], spec["training"]
+    seed = spec["seed"] if cfg.get("train_seed") is None else cfg["train_seed"]
+    accelerator = make_accelerator(spec["device"], run["mixed_precision"])
+    device = str(accelerator.device)
+    model = load_model(args.init, device)
+    if args.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    method = get(args.method)
+    data = _pair_source(spec, args, model, losers=method.losers)
+    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision)
+    pair_scores = None
+    if method.pair_scores:
+        from ..data.pair_scores import PairScores
+
+        if not args.pair_scores:
+            raise SystemExit(f"--method {args.method} needs --pair-scores (the score_pairs rule's output)")
+        pair_scores = PairScores(args.pair_scores, args.pairs)
+    objective = method.build(Context(model.unet, data, cfg, model, reference_dtype=half, pair_scores=pair_scores))
+    progress = None
+    if args.world:
+        from ..scorers.oracle import OracleProgress
+        from ..toyworld.world import World
+
+        progress = OracleProgress(model, World.load(args.world), **spec["progress_eval"])
+    torch.manual_seed(seed)
+    inputs = {"init": file_identity(Path(args.init) / "model.json"), "pairs": file_identity(args.pairs)}
+    stamp = fingerprint(method=args.method, spec=spec, **inputs)
+    settings = replace(TrainSettings.from_dict(cfg, seed), checkpoint_every=args.checkpoint_every)
+    layout = settings.layout(cfg["batch_size"], accelerator.num_processes)
+    log, evals = train(
+        objective,
+        settings,
+        args.scratch,
+        accelerator,
+        evaluate=progress,
+        eval_every=cfg.get("eval_every", 0),
+        fingerprint=stamp,
+    )
+    if not accelerator.is_main_process:
+        return
+    out = _write_training_record(
+        args.out,
+        log,
+        evals if progress is not None else None,
+        method=args.method,
+        processes=accelerator.num_processes,
+        pairs_per_step=layout.per_step,
+        grad_accum=layout.grad_accum,
+        skipped_steps=int(log["skipped"].sum()),
+        config=cfg,
+        training=run,
+        data={**spec["data"], "workers": args.workers},
+        init=str(args.init),
+        seed=seed,
+        device=device,
+        mixed_precision=accelerator.mixed_precision,
+        gradient_checkpointing=bool(args.gradient_checkpointing),
+        pairs=len(data),
+        wall_seconds=clock.seconds(),
+    )
+    model.unet.to("cpu", torch.float32)
+    save_derived_model(out, model.unet, args.init)  # last: model.json marks the directory complete
+    clear_checkpoints(args.scratch)
+    summary = f"trained {args.method} for {len(log)} steps in {clock.seconds():.0f} s"
+    if progress is not None:
+        first, last = evals.iloc[0], evals.iloc[-1]
+        summary += f"; oracle reward {first['reward']:.3f} -> {last['reward']:.3f}"
+    print(summary)
+
+
+def cmd_toy_reward(args: argparse.Namespace) -> None:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
+    from transformers import CLIPTokenizer
+
+    from ..models import toy_reward
+    from ..runtime import Stopwatch, provenance
+
+    clock = Stopwatch()
+    tokenizer = CLIPTokenizer.from_pretrained(Path(args.base) / "tokenizer")
+    model, record = toy_reward.train(args.pairs, tokenizer, args.spec["toy_reward"], args.spec["seed"])
+    final = record["log"][-1]
+    toy_reward.save(args.out, model, tokenizer, provenance(**record, config=args.spec, wall_seconds=clock.seconds()))
+    print(
+        f"toy reward model: {record['pairs']} pairs, loss {final['loss']:.3f}, held-out pair accuracy "
+        f"{final['held_out_accuracy']:.3f} ({record['held_out_pairs']} pairs) -> {args.out}"
+    )
+
+
+def register(add: Add) -> None:
+    p = add("pretrain", cmd_pretrain, "pretrain the toy base model from scratch")
+    p.add_argument("--world", required=True)
+    p.add_argument(
+        "--spec", type=json_object, required=True, help='{"toy_model", "pretrain", "progress_eval", "seed", "device"}'
+    )
+    p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("train", cmd_train, "train an aligned model with a registered method on preference pairs")
+    p.add_argument("--method", required=True, help="a registered method (inpo_bench.methods): sft, dpo, inpo, ...")
+    p.add_argument("--init", required=True, help="model directory the policy and reference start from")
+    p.add_argument("--pairs", required=True, help="pairs.parquet")
+    p.add_argument(
+        "--spec",
+        type=json_object,
+        required=True,
+        help='{"method": {...}, "training", "data", "seed", "device"} (+ "progress_eval" in the toy world)',
+    )
+    p.add_argument(
+        "--gradient-checkpointing", type=int, choices=[0, 1], default=0, help="1: recompute activations in backward"
+    )
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers reading pairs (per_batch, disk)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="steps between resumable checkpoints (0: none); not in --spec, because it does not change the weights",
+    )
+    p.add_argument("--encoded", help="folder of pairs encoded by `encode-pairs` (data.encoding: disk)")
+    p.add_argument("--pair-scores", help="the pairs scored by the method's label scorer (`score-pairs`; SmPO)")
+    p.add_argument("--world", help="world.json: measure the model with the toy oracle during training")
+    p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("toy-reward", cmd_toy_reward, "train the toy world's reward model (its PickScore) on the toy pairs")
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--base", required=True, help="the toy base model directory (its tokenizer)")
+    p.add_argument("--spec", type=json_object, required=True, help='{"toy_reward": {...}, "seed": N}')
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)

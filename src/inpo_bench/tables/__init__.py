@@ -1,0 +1,35 @@
+"""Result tables, as long-format CSV and readable Markdown: mean scores (scores.py), win rates (wins.py), the toy
+world's training curves and claims (curves.py), ablation tables (ablation.py), the paper comparison (paper.py)."""
+
+from .ablation import ablation_markdown, ablation_parameters, ablation_table
+from .curves import steps_to_reach, toy_claims, training_curves
+from .paper import paper_comparison
+from .scores import (
+    cluster_bootstrap_mean,
+    frame_markdown,
+    markdown_table,
+    mean_scores,
+    mean_scores_markdown,
+    read_scores,
+)
+from .wins import paired_outcomes, win_rate, win_rates, win_rates_markdown
+
+__all__ = [
+    "ablation_markdown",
+    "ablation_parameters",
+    "ablation_table",
+    "cluster_bootstrap_mean",
+    "frame_markdown",
+    "markdown_table",
+    "mean_scores",
+    "mean_scores_markdown",
+    "paired_outcomes",
+    "paper_comparison",
+    "read_scores",
+    "steps_to_reach",
+    "toy_claims",
+    "training_curves",
+    "win_rate",
+    "win_rates",
+    "win_rates_markdown",
+]
