@@ -276,3 +276,31 @@ def test_score_command_on_a_folder_of_images(files, tmp_path):
         main(["score", "--images", str(folder), "--prompt", "x", "--scorer", "clip", "--spec", spec, "--out", str(out)])
         == 1
     )  # a corrupt image is a one-line error naming the file
+
+
+def test_hps_cleans_prompts_as_open_clip_before_tokenising(files):
+    """HPS v2 / v2.1 tokenise through open_clip, which runs ftfy, html.unescape twice and whitespace collapsing first;
+    the suite handed raw prompts to the HF tokenizer, so such prompts got other token ids."""
+    raw_and_clean = [
+        ("Tom &amp;amp; Jerry", "Tom & Jerry"),  # escaped twice, as scraped prompts are
+        ("\u201ca \ufb01sh\u201d", '"a fish"'),  # curly quotes, the fi ligature
+        ("\uff21\uff22\uff23  cat\n\t dog ", "ABC cat dog"),  # full-width letters, whitespace runs
+    ]
+    assert [hps.clean_prompt(raw) for raw, _ in raw_and_clean] == [clean for _, clean in raw_and_clean]
+    scorer = load_scorer("hpsv21", configs(files)["hpsv21"])
+    seen = []
+    original = scorer.tokenizer.__call__
+    scorer.tokenizer = lambda texts, **kw: seen.extend(texts) or original(texts, **kw)
+    scorer.score([Image.new("RGB", (32, 32))] * 3, [raw for raw, _ in raw_and_clean])
+    assert seen == [clean for _, clean in raw_and_clean]
+
+
+def test_letterbox_pads_a_non_square_image_whose_long_side_is_already_the_size():
+    wide = Image.fromarray(np.full((20, 32, 3), 255, np.uint8))  # 32 px wide: no resize, padding still needed
+    x = letterbox([wide, Image.new("RGB", (32, 32))], 32)  # once a crash of the whole batch
+    assert x.shape == (2, 3, 32, 32)
+    white = (1 - torch.tensor(OPENAI_MEAN)) / torch.tensor(OPENAI_STD)
+    black = -torch.tensor(OPENAI_MEAN) / torch.tensor(OPENAI_STD)
+    assert torch.allclose(x[0, :, 6:26, :], white.reshape(3, 1, 1).expand(3, 20, 32))
+    assert torch.allclose(x[0, :, :6, :], black.reshape(3, 1, 1).expand(3, 6, 32))
+    assert torch.allclose(x[0, :, 26:, :], black.reshape(3, 1, 1).expand(3, 6, 32))

@@ -9,7 +9,9 @@ name because v2.0 and v2.1 scores are not comparable.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,16 @@ def convert(checkpoint: str | Path, clip: str, out_dir: str | Path, version: str
     return out_dir
 
 
+def clean_prompt(text: str) -> str:
+    """open_clip's prompt cleaning before tokenising (open_clip tokenizer.py basic_clean + whitespace_clean, as
+    vendored in tgxs002/HPSv2 hpsv2/src/open_clip/tokenizer.py): ftfy.fix_text, html.unescape twice, whitespace
+    runs collapsed. The Hugging Face CLIP tokenizer lowercases afterwards, as open_clip does."""
+    import ftfy
+
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
 class HPS:
     def __init__(self, name: str, model_dir: str, device: str, dtype: str) -> None:
         self.name = name
@@ -128,7 +140,8 @@ class HPS:
     @torch.no_grad()
     def score(self, images: list[Image.Image], prompts: list[str]) -> np.ndarray:
         pixels = letterbox(images, self.size).to(self.device, self.dtype)
-        text = self.tokenizer(prompts, padding=True, truncation=True, max_length=77, return_tensors="pt").to(
+        cleaned = [clean_prompt(p) for p in prompts]
+        text = self.tokenizer(cleaned, padding=True, truncation=True, max_length=77, return_tensors="pt").to(
             self.device
         )
         image_emb = l2_normalise(self.model.get_image_features(pixel_values=pixels).pooler_output)

@@ -7,6 +7,8 @@
   odd).
 - HPS letterbox: scale the longest edge to `size` (bicubic with antialiasing on the float tensor, like open_clip's
   ResizeMaxSize on a tensor), zero-pad to a square with the extra pixel on the right / bottom, then normalise.
+  Deviation: upstream skips the padding too when the longest edge is already `size`, so a non-square image of
+  that size crashes its batch; here it is padded like any other.
 """
 
 from __future__ import annotations
@@ -67,9 +69,11 @@ def letterbox(images: list[Image.Image], size: int = 224) -> torch.Tensor:
         h, w = x.shape[1:]
         scale = size / max(h, w)
         if scale != 1.0:
-            nh, nw = round(h * scale), round(w * scale)
-            x = F.interpolate(x[None], size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)[0]
-            ph, pw = size - nh, size - nw
+            x = F.interpolate(
+                x[None], size=(round(h * scale), round(w * scale)), mode="bicubic", align_corners=False, antialias=True
+            )[0]
+        ph, pw = size - x.shape[1], size - x.shape[2]
+        if ph or pw:
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=0.0)
         out.append(_normalise(x))
     return torch.stack(out)
