@@ -199,13 +199,20 @@ def test_every_method_starts_at_its_known_value(model, data, name):
         assert loss.item() == pytest.approx(0.5, abs=1e-6)  # utility sigmoid(0) for every image, lambda 1
     elif name == "mapo":
         assert not hasattr(objective, "reference")  # reference-free: no second UNet (value: the test below)
-    elif name == "dspo":  # the correction vanishes: the winners' denoising loss
-        x_t = add_noise(batch["x0_w"], batch["noise"], model.alphas_cumprod[batch["t"]])
-        with torch.no_grad():
-            pred = objective.policy(x_t, batch["t"], encoder_hidden_states=batch["context"]).sample
-        assert loss.item() == pytest.approx(per_sample_mse(pred, batch["noise"]).mean().item(), rel=1e-5)
+    elif name == "dspo":  # the toy's sdxl form: no policy-reference gap (< 0.1), so mean (1 - sigmoid(0))^2
+        assert objective.variant == "sdxl" and loss.item() == pytest.approx(0.25, abs=1e-6)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in objective.policy.parameters())
+
+
+def test_dspo_sd15_form_starts_at_the_winners_denoising_loss(model, data):
+    objective = build_method("dspo", model, data, variant="sd15", beta=0.001)
+    batch = draw(objective, 7, indices=[0, 1, 2, 3])
+    loss, _ = objective(**batch)
+    x_t = add_noise(batch["x0_w"], batch["noise"], model.alphas_cumprod[batch["t"]])
+    with torch.no_grad():  # policy == reference: the correction term vanishes
+        pred = objective.policy(x_t, batch["t"], encoder_hidden_states=batch["context"]).sample
+    assert loss.item() == pytest.approx(per_sample_mse(pred, batch["noise"]).mean().item(), rel=1e-5)
 
 
 def test_mapo_value_at_init_by_recomputation(model, data):
