@@ -36,6 +36,15 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The paper-scale DAG of config/smoke-sd.yaml on tiny stand-ins, once per session; returns its directory
+    (whose resources/smoke/ holds every stand-in, so other smoke runs can share it)."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    snakemake("--cores", "2", "--configfile", str(REPO / "config" / "smoke-sd.yaml"), "--directory", str(workdir))
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def default_config() -> dict:
     from inpo_bench.config import load_config
 

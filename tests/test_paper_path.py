@@ -20,13 +20,6 @@ SMOKE = REPO / "config" / "smoke-sd.yaml"
 SDXL = REPO / "tests" / "configs" / "smoke-sdxl.yaml"
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("smoke")
-    snakemake("--cores", "2", "--configfile", str(SMOKE), "--directory", str(workdir))
-    return workdir
-
-
 @pytest.mark.slow
 def test_smoke_config_runs_the_paper_dag_end_to_end(smoke_run):
     out = smoke_run / "results" / "smoke-sd"

@@ -118,6 +118,72 @@ def test_paper_comparison_joins_cell_by_cell():
     row = table.set_index(["promptset", "paper_metric"]).loc[("parti", "hps")]
     assert row.win_rate == pytest.approx(75.0) and row.difference == pytest.approx(75.0 - 81.86) and row.n == 1632
     assert table.win_rate.isna().sum() == 2  # cells this run does not cover stay empty
+    assert table[table.win_rate.isna()].note.str.startswith("no win rate inpo:base").all()
+
+    # released checkpoints stand in for the paper's models; a missing model says why
+    paper = pd.concat([paper, paper.iloc[[1]].assign(baseline="sft", paper_baseline="SFT-SD1.5")])
+    wins = wins.assign(model="inpo_release", baseline="base")
+    table = paper_comparison(
+        paper, wins, "sd15", {"hps": "hpsv21"}, models={"inpo": "inpo_release"}, missing={"sft": "never released"}
+    )
+    row = table.set_index(["paper_baseline", "promptset", "paper_metric"]).loc[("Base-SD1.5", "parti", "hps")]
+    assert row.win_rate == pytest.approx(75.0) and row.note == ""
+    sft = table[table.paper_baseline == "SFT-SD1.5"]
+    assert sft.win_rate.isna().all() and (sft.note == "sft: never released").all()
+
+
+def test_independent_means_in_the_published_unit():
+    from inpo_bench.tables import independent_comparison
+
+    reference = pd.DataFrame(
+        {
+            "source": "MaPO Table 2",
+            "run": ["sdxl", "sdxl", "sd15"],
+            "model": ["inpo", "mapo", "inpo"],
+            "promptset": "pickapic_test_unique",
+            "scorer": ["hpsv21", "hpsv21", "hpsv21"],
+            "published": [30.2, 31.2, 1.0],
+            "scale": [100, 100, 100],
+        }
+    )
+    means = pd.DataFrame(
+        {
+            "model": ["inpo_release"],
+            "promptset": ["pickapic_test_unique"],
+            "scorer": ["hpsv21"],
+            "mean": [0.301],
+            "ci_low": [0.299],
+            "ci_high": [0.303],
+            "n": [500],
+        }
+    )
+    table = independent_comparison(reference, means, "sdxl", {"inpo": "inpo_release"})
+    assert list(table.model) == ["inpo_release", "mapo"]  # this run's rows, under this run's names
+    assert table["mean"].iloc[0] == pytest.approx(30.1) and table.ci_high.iloc[0] == pytest.approx(30.3)
+    assert pd.isna(table["mean"].iloc[1]) and "no mean score of mapo" in table.note.iloc[1]
+
+
+def test_models_table_and_one_sampler_for_every_model(tmp_path):
+    import json
+
+    from inpo_bench.tables import model_table, sampler_settings
+
+    (tmp_path / "sd").mkdir()
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"components": "sd", "unet": None}))
+    release = tmp_path / "release.json"
+    release.write_text(
+        json.dumps({"checkpoint": {"method": "dpo", "source": "mhdang/x", "load": "unet", "revision": "a" * 40}})
+    )
+    table = model_table({"base": base, "dpo_release": release}).set_index("model")
+    assert (
+        table.loc["dpo_release", "revision"] == "a" * 40 and table.loc["dpo_release", "origin"] == "released checkpoint"
+    )
+    assert table.loc["base", "origin"] == "base"
+    same = {"sampler": "ddim", "steps": 50, "cfg": 7.5, "seeds": [0]}
+    assert sampler_settings({("base", "parti"): same, ("dpo_release", "parti"): {**same, "wall_seconds": 3}}) == same
+    with pytest.raises(ValueError, match="other sampler settings \\(cfg\\)"):
+        sampler_settings({("base", "parti"): same, ("spo_release", "parti"): {**same, "cfg": 5.0}})
 
 
 def curves(rows):

@@ -151,7 +151,8 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
     for name in config["methods"]:
         if name not in names():
             problems.append(f"config key methods: unknown method {name!r}; known: {names()}")
-    models = ["base", *names()]
+    problems += _checkpoint_problems(config, names())
+    models = ["base", *names(), *config["checkpoints"]]
     for comparison in config["tables"]["comparisons"]:
         unknown = [m for m in comparison.split(":") if m not in models]
         if unknown:
@@ -186,4 +187,33 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
         World.from_config(config["world"], config["seed"])
     except ValueError as error:
         problems.append(f"config key world: {error}")
+    return problems
+
+
+# the models of results/paper/: the poster's win-rate table and the independent mean scores of released checkpoints
+PAPER_MODELS = ("base", "sft", "dpo", "kto", "inpo", "smpo", "mapo")
+
+
+def _checkpoint_problems(config: dict[str, Any], methods: list[str]) -> list[str]:
+    problems = []
+    for name, cfg in config["checkpoints"].items():
+        key = f"config key checkpoints.{name}"
+        if name == "base" or name in methods:
+            problems.append(f"{key}: the name is a model of the run already; call it e.g. {name}_release")
+        if cfg["base"] != config["base"]["kind"]:
+            problems.append(
+                f"{key}.base: a checkpoint of a {cfg['base']} base in a run whose base.kind is {config['base']['kind']}"
+            )
+        if cfg["load"] in ("lora", "state_dict") and not cfg.get("weight_name"):
+            problems.append(f"{key}.weight_name: load {cfg['load']} reads one file; name it")
+    for key in ("paper_models", "paper_missing"):
+        for paper_model in config["tables"][key]:
+            if paper_model not in PAPER_MODELS:
+                problems.append(
+                    f"config key tables.{key}: {paper_model!r} is not a model of the paper's tables "
+                    f"({', '.join(PAPER_MODELS)})"
+                )
+    for paper_model, model in config["tables"]["paper_models"].items():
+        if model not in ("base", *config["methods"], *config["checkpoints"]):
+            problems.append(f"config key tables.paper_models.{paper_model}: {model!r} is not a model of this run")
     return problems

@@ -108,6 +108,15 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
+def eta(done: int, left: int, seconds: float, unit: str = "steps") -> str:
+    """'<rate> <unit>/s, ETA [<days>d ]HH:MM:SS' from the work done in `seconds` and the work left."""
+    rate = done / max(seconds, 1e-9)
+    remaining = left / rate if rate > 0 else float("inf")
+    clock = time.strftime("%H:%M:%S", time.gmtime(remaining)) if remaining < 8.64e6 else "?"
+    days = f"{int(remaining // 86400)}d " if 86400 <= remaining < 8.64e6 else ""
+    return f"{rate:.3g} {unit}/s, ETA {days}{clock}"
+
+
 class Progress:
     """Progress of a long loop with rate and ETA: a tqdm bar on a terminal, else one plain line every `every`
     seconds (job logs are files, where a bar's carriage returns turn into one unreadable line)."""
@@ -133,11 +142,8 @@ class Progress:
             print(self.line(now), file=sys.stderr, flush=True)
 
     def line(self, now: float) -> str:
-        rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
-        left = (self.total - self.done) / rate if rate > 0 else float("inf")
-        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left < 8.64e6 else "?"
-        days = f"{int(left // 86400)}d " if 86400 <= left < 8.64e6 else ""
-        return f"{self.what}: {self.done}/{self.total} {self.unit} ({rate:.3g} {self.unit}/s, ETA {days}{eta})"
+        rate_eta = eta(self.done - self.start_done, self.total - self.done, now - self.start, self.unit)
+        return f"{self.what}: {self.done}/{self.total} {self.unit} ({rate_eta})"
 
     def close(self) -> None:
         if self.bar is not None:

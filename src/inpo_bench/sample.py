@@ -20,6 +20,7 @@ from PIL import Image
 
 from .diffusion import ddim_step, ddim_timesteps, initial_noise
 from .models.bundle import T2IModel
+from .runtime import Progress
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -63,6 +64,7 @@ def generate(
     with torch.no_grad():
         empty = model.null_context()
     jobs = [(pid, seed, prompt) for pid, prompt in prompts for seed in seeds]
+    progress = Progress("sample", len(jobs), "images")
     for start in range(0, len(jobs), settings.batch_size):
         batch = jobs[start : start + settings.batch_size]
         noise = torch.stack([initial_noise(pid, seed, model.x0_shape) for pid, seed, _ in batch]).to(device)
@@ -73,6 +75,8 @@ def generate(
         x0 = denoise(model, noise, cond, empty.expand_as(cond), settings)
         for (pid, seed, prompt), image in zip(batch, model.x0_to_images(x0)):
             yield pid, seed, prompt, image
+        progress.update(len(batch))
+    progress.close()
 
 
 def read_prompts(path: str | Path) -> list[tuple[str, str]]:

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data.order import ExampleOrder, Layout, example_generators
 from .errors import TrainingDivergedError
+from .runtime import eta
 
 LOG_COLUMNS = ["step", "loss", "implicit_acc", "model_mse", "ref_mse", "lr", "seconds", "skipped", "loss_scale"]
 MAX_NONFINITE_STEPS = 5  # consecutive steps with a non-finite loss (fp16 with a loss scaler)
@@ -205,6 +206,7 @@ def train(
     elapsed = rows[-1]["seconds"] if rows else 0.0
     nonfinite = 0
     batches = micro_batches(objective.source, settings.seed, layout, accelerator.process_index, start, settings.steps)
+    loop_start = time.perf_counter()
     for step in range(start, settings.steps):
         t0 = time.perf_counter()
         metrics: dict[str, float] = {}
@@ -267,7 +269,8 @@ def train(
         if (step + 1) % max(1, settings.steps // 20) == 0 or step + 1 == settings.steps:
             skips = sum(r.get("skipped", 0) for r in rows)
             accelerator.print(
-                f"step {step + 1}/{settings.steps} loss {total:.4f} lr {lr:.3g} {elapsed:.0f} s"
+                f"step {step + 1}/{settings.steps} loss {total:.4f} lr {lr:.3g} {elapsed:.0f} s, "
+                + eta(step + 1 - start, settings.steps - step - 1, time.perf_counter() - loop_start)
                 + (f", {skips} skipped" if skips else ""),
                 flush=True,
             )

@@ -32,6 +32,7 @@ OUT = f"results/{config['run']}"
 TOY = config["base"]["kind"] == "toy"
 BASE_MODEL = f"{OUT}/models/base/model.json"
 PAPER_TABLE = os.path.join(REPO, "results", "paper", "inpo_cvpr2025_winrates.csv")
+INDEPENDENT_TABLE = os.path.join(REPO, "results", "paper", "independent_means.csv")
 PAIR_SOURCE = "toy-oracle-bradley-terry" if TOY else "pickapic_v2"
 # the smoke config builds its stand-in downloads first; every rule that reads them waits for this file
 SMOKE = ["resources/smoke/manifest.json"] if config["smoke"] else []
@@ -39,7 +40,9 @@ ENV = f"../../envs/{config['software_env']}.yaml"
 # every registered method can train (the `zoo` target trains them all); the default target trains config's `methods`
 ALL_METHODS = method_names()
 METHODS = config["methods"]
-MODELS = ["base", *METHODS]
+# released checkpoints (config `checkpoints`): evaluated like the trained models, never trained
+CHECKPOINTS = list(config["checkpoints"])
+MODELS = ["base", *METHODS, *CHECKPOINTS]
 PROMPTSETS = config["eval"]["promptsets"]
 # HPDv2's styles are scored from hpdv2's images when the run has both: sampled once, never twice
 DERIVED_PROMPTSETS = derived_promptsets(PROMPTSETS)
@@ -59,6 +62,7 @@ wildcard_constraints:
     label_scorer="|".join(MODEL_SCORERS),
     scorer=r"[^/]+",
     prepared_scorer="|".join(PREPARED_SCORERS),
+    release="|".join(CHECKPOINTS) or "^$",
 
 
 def folder(name):
@@ -98,7 +102,9 @@ def train_inputs(wildcards):
         inputs["world"] = f"{OUT}/world.json"
     if config["data"]["encoding"] == "disk":
         inputs["encoded"] = f"{OUT}/data/encoded/encoded.json"
-    if get_method(wildcards.aligned.split("/")[0]).pair_scores:  # SmPO: the pairs scored by its label scorer
+    if get_method(
+        wildcards.aligned.split("/")[0]
+    ).pair_scores:  # SmPO: the pairs scored by its label scorer
         inputs["pair_scores"] = f"{OUT}/data/pair_scores/{cfg['label_scorer']}.parquet"
     return inputs
 
@@ -197,12 +203,26 @@ def suite_rule(name, suite):
 ZOO_COMPARISONS = [f"{m}:base" for m in ALL_METHODS] + [
     f"{m}:dpo" for m in ALL_METHODS if m != "dpo"
 ]
+# suite -> (root of its tables and figures, the methods it trains, every model it evaluates, its win rates,
+# the method whose gain defines the toy efficiency targets)
 SUITES = {
     "main": (
         OUT,
         METHODS,
+        MODELS,
         config["tables"]["comparisons"],
-        "dpo" if "dpo" in METHODS else METHODS[0],
+        "dpo" if "dpo" in METHODS or not METHODS else METHODS[0],
     ),
-    "zoo": (f"{OUT}/zoo", ALL_METHODS, ZOO_COMPARISONS, "dpo"),
+    "zoo": (f"{OUT}/zoo", ALL_METHODS, ["base", *ALL_METHODS], ZOO_COMPARISONS, "dpo"),
 }
+
+
+def paper_models_args():
+    """The paper comparison's stand-ins: --paper-models inpo:inpo_release ... and --paper-missing as JSON."""
+    tables = config["tables"]
+    models = " ".join(f"{k}:{v}" for k, v in tables["paper_models"].items())
+    return (f" --paper-models {models}" if models else "") + (
+        f" --paper-missing {shlex.quote(json.dumps(tables['paper_missing']))}"
+        if tables["paper_missing"]
+        else ""
+    )

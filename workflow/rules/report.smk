@@ -3,7 +3,7 @@ FIGURES = f"{OUT}/figures"
 
 
 # Tables and figures of each suite of SUITES (rules/common.smk): `main` and `zoo`.
-for suite, (root, methods, comparisons, reference) in SUITES.items():
+for suite, (root, methods, models, comparisons, reference) in SUITES.items():
 
     rule:
         name:
@@ -18,7 +18,13 @@ for suite, (root, methods, comparisons, reference) in SUITES.items():
                 if TOY
                 else {}
             ),
-            scores=score_files(["base", *methods]),
+            scores=score_files(models),
+            model_files=expand(f"{OUT}/models/{{model}}/model.json", model=models),
+            samples=expand(
+                f"{OUT}/samples/{{model}}/{{promptset}}/sample.json",
+                model=models,
+                promptset=SAMPLED_PROMPTSETS,
+            ),
         output:
             **(
                 {
@@ -52,9 +58,21 @@ for suite, (root, methods, comparisons, reference) in SUITES.items():
                             category="Tables",
                         ),
                         "paper_md": f"{root}/tables/paper_comparison.md",
+                        "independent": report(
+                            f"{root}/tables/independent_comparison.csv",
+                            caption="../report/independent_comparison.rst",
+                            category="Tables",
+                        ),
+                        "independent_md": f"{root}/tables/independent_comparison.md",
                     }
                 )
             ),
+            models=report(
+                f"{root}/tables/models.csv",
+                caption="../report/models.rst",
+                category="Tables",
+            ),
+            models_md=f"{root}/tables/models.md",
             means=report(
                 f"{root}/tables/mean_scores.csv",
                 caption="../report/mean_scores.rst",
@@ -83,14 +101,16 @@ for suite, (root, methods, comparisons, reference) in SUITES.items():
             paper=(
                 ""
                 if TOY or suite != "main"
-                else f"--paper {PAPER_TABLE} --run {config['tables']['paper_run'] or config['run']} --paper-metrics "
+                else f"--paper {PAPER_TABLE} --independent {INDEPENDENT_TABLE} --run {config['tables']['paper_run'] or config['run']} --paper-metrics "
                 + " ".join(
                     f"{k}:{v}" for k, v in config["tables"]["paper_metrics"].items()
                 )
+                + paper_models_args()
             ),
             seed=config["seed"],
         shell:
-            "python -m inpo_bench tables --scores {input.scores} {params.models} {params.paper}"
+            "python -m inpo_bench tables --scores {input.scores} --model-files {input.model_files}"
+            " --samples {input.samples} {params.models} {params.paper}"
             " --comparisons {params.comparisons} --reference {params.reference} --out-dir {params.out_dir}"
             " --seed {params.seed} > {log} 2>&1"
 
@@ -102,7 +122,7 @@ for suite, (root, methods, comparisons, reference) in SUITES.items():
             wins=f"{root}/tables/win_rates.csv",
             samples=expand(
                 f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
-                model=["base", *methods],
+                model=models,
                 promptset=SAMPLED_PROMPTSETS,
             ),
         output:
@@ -143,7 +163,7 @@ for suite, (root, methods, comparisons, reference) in SUITES.items():
             samples_root=lambda wc, input: os.path.dirname(
                 os.path.dirname(os.path.dirname(input.samples[0]))
             ),
-            models=["base", *methods],
+            models=models,
             promptsets=SAMPLED_PROMPTSETS,
             grid_images=config["tables"]["grid_images"],
         shell:

@@ -54,6 +54,26 @@ else:
             " --resolution {params.resolution} --out {params.out_dir} > {log} 2>&1"
 
 
+rule resolve_checkpoint:
+    # a released checkpoint (config `checkpoints`) on top of the base: fetched, checked, described once
+    input:
+        smoke=SMOKE,
+        base=BASE_MODEL,
+    output:
+        model=f"{OUT}/models/{{release}}/model.json",
+    log:
+        f"{OUT}/logs/checkpoint/{{release}}.log",
+    conda:
+        ENV
+    params:
+        out_dir=folder("output.model"),
+        base=folder("input.base"),
+        spec=lambda wc: spec(**config["checkpoints"][wc.release]),
+    shell:
+        "python -m inpo_bench checkpoint --name {wildcards.release} --spec {params.spec:q} --base {params.base}"
+        " --out {params.out_dir} > {log} 2>&1"
+
+
 rule train:
     input:
         unpack(train_inputs),
@@ -89,7 +109,9 @@ rule train:
             else ""
         ),
         pair_scores=lambda wc, input: (
-            f"--pair-scores {input.pair_scores}" if "pair_scores" in input.keys() else ""
+            f"--pair-scores {input.pair_scores}"
+            if "pair_scores" in input.keys()
+            else ""
         ),
         # checkpoints live outside the declared outputs, so a failed or killed attempt resumes from them
         scratch=f"{OUT}/scratch/{{aligned}}",

@@ -52,6 +52,27 @@ def cmd_base_model(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_checkpoint(args: argparse.Namespace) -> None:
+    import shutil
+
+    from ..models.checkpoints import resolve_checkpoint
+
+    out = Path(args.out)
+    if out.exists():  # a fresh directory: no UNet or model.json of an earlier attempt answers for this one
+        shutil.rmtree(out)
+    try:
+        record = resolve_checkpoint(args.name, args.spec, args.base, out)
+    except Exception:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written model for later jobs
+        raise
+    ckpt = record["checkpoint"]
+    at = f" at {ckpt['revision']}" if ckpt["revision"] else ""
+    print(
+        f"checkpoint {args.name}: {ckpt['method']} ({ckpt['load']}) from {ckpt['source']}{at}, "
+        f"{record['unet_parameters'] / 1e6:.1f} M UNet parameters -> {out}"
+    )
+
+
 def cmd_toy_pairs(args: argparse.Namespace) -> None:
     from ..runtime import set_threads
 
@@ -157,6 +178,12 @@ def register(add: Add) -> None:
     p.add_argument("--pretrained", required=True, help="diffusers pipeline directory or hub id")
     p.add_argument("--vae", help="another VAE directory or hub id")
     p.add_argument("--resolution", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("checkpoint", cmd_checkpoint, "resolve a released checkpoint on top of the base (config `checkpoints`)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--spec", type=json_object, required=True, help="its checkpoints.<name> section")
+    p.add_argument("--base", required=True, help="the run's base model directory")
     p.add_argument("--out", required=True)
 
     p = add("toy-pairs", cmd_toy_pairs, "sample base pairs, label them with the oracle -> Pick-a-Pic shard")

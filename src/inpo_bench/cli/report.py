@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ SCORE_PATH = re.compile(r"(?:^|/)scores/(?P<model>.+)/(?P<promptset>[^/]+)/(?P<s
 
 
 MODEL_PATH = re.compile(r"(?:^|/)models/(?P<model>.+?)/?$")
+SAMPLE_PATH = re.compile(r"(?:^|/)samples/(?P<model>.+)/(?P<promptset>[^/]+)/sample\.json$")
 
 
 def _score_entries(paths: list[str]) -> dict[tuple[str, str, str], str]:
@@ -45,9 +47,26 @@ def cmd_tables(args: argparse.Namespace) -> None:
     wins = tables.win_rates(scores, comparisons, seed=args.seed)
     _write_table(out, "win_rates", wins, tables.win_rates_markdown(wins))
     print(f"tables: {len(means)} mean scores, {len(wins)} win rates -> {out}")
+    if args.model_files:
+        records = {}
+        for path in args.samples:
+            match = SAMPLE_PATH.search(path)
+            records[match["model"], match["promptset"]] = json.loads(Path(path).read_text())
+        try:
+            settings = tables.sampler_settings(records)
+        except ValueError as error:
+            raise SystemExit(f"tables: {error}") from None
+        files = {MODEL_PATH.search(str(Path(p).parent))["model"]: p for p in args.model_files}
+        models = tables.model_table(files)
+        _write_table(out, "models", models, tables.models_markdown(models, settings))
     if args.paper:
         paper = tables.paper_comparison(
-            pd.read_csv(args.paper), wins, args.run, dict(m.split(":") for m in args.paper_metrics)
+            pd.read_csv(args.paper),
+            wins,
+            args.run,
+            dict(m.split(":") for m in args.paper_metrics),
+            models=dict(m.split(":") for m in args.paper_models),
+            missing=args.paper_missing,
         )
         _write_table(
             out,
@@ -56,10 +75,26 @@ def cmd_tables(args: argparse.Namespace) -> None:
             tables.frame_markdown(
                 "The paper's win rates beside this run's",
                 f"Win rates in percent of InPO against each baseline; the "
-                f"paper's from {args.paper}, this run's ({args.run}) with a 95% bootstrap interval. Empty: a cell this "
-                "run does not cover.",
+                f"paper's from {args.paper}, this run's ({args.run}) with a 95% bootstrap interval. Empty: a "
+                "cell this run does not cover; its note says why.",
                 paper,
                 floats="{:.1f}",
+            ),
+        )
+    if args.independent:
+        independent = tables.independent_comparison(
+            pd.read_csv(args.independent), means, args.run, models=dict(m.split(":") for m in args.paper_models)
+        )
+        _write_table(
+            out,
+            "independent_comparison",
+            independent,
+            tables.frame_markdown(
+                "Mean scores others measured for the released checkpoints, beside this run's",
+                f"Published means from {Path(args.independent).name} (source per row) in their unit, and this run's "
+                f"({args.run} rows) with a 95% bootstrap interval over prompts. Samplers differ between papers.",
+                independent,
+                floats="{:.2f}",
             ),
         )
     if not args.models:
@@ -172,6 +207,11 @@ def register(add: Add) -> None:
     p.add_argument("--paper", help="the paper's win rates (results/paper/inpo_cvpr2025_winrates.csv)")
     p.add_argument("--run", default="", help="this run's name, to pick the paper's rows it reproduces")
     p.add_argument("--paper-metrics", nargs="*", default=[], help="paper metric:scorer pairs")
+    p.add_argument("--independent", help="others' mean scores of released checkpoints (independent_means.csv)")
+    p.add_argument("--paper-models", nargs="*", default=[], help="paper model:run model pairs (inpo:inpo_release)")
+    p.add_argument("--paper-missing", type=json_object, default={}, help="paper model -> why the run lacks it")
+    p.add_argument("--model-files", nargs="*", default=[], help="every model's model.json (the models table)")
+    p.add_argument("--samples", nargs="*", default=[], help="their sample.json files (the sampler they share)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 

@@ -14,7 +14,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     import torch
 
-    from ..models.bundle import load_model
+    from ..models.bundle import load_model, read_spec
     from ..runtime import Stopwatch, pick_device, provenance, write_csv, write_json
     from ..sample import SamplerSettings, generate, read_prompts, save_samples
 
@@ -37,6 +37,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
             prompts=str(args.prompts),
             resolution=model.resolution,
             images=len(index),
+            checkpoint=read_spec(args.model).get("checkpoint"),  # a released checkpoint: what and which commit
             wall_seconds=clock.seconds(),
         ),
     )

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ..errors import DataError
+from ..runtime import Progress
 from .offsets import image_write_options, write_offsets
 
 REQUIRED = ("caption", "jpg_0", "jpg_1", "label_0")
@@ -104,7 +105,9 @@ def prepare_pairs(
                 raise DataError(f"{path}: some shards carry true rewards and others do not")
             counts["shards"].append(str(path))
             row_index = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+            parquet = pq.ParquetFile(path)
+            progress = Progress(f"prepare {path.name}", parquet.metadata.num_rows, "pairs")
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
                 out: dict[str, list[Any]] = {name: [] for name in schema.names}
                 for row in batch.to_pylist():
                     pair_id = f"{path.stem}-{row_index}"
@@ -133,6 +136,8 @@ def prepare_pairs(
                     counts["kept"] += 1
                 if out["pair_id"]:
                     writer.write_table(pa.table(out, schema=schema))
+                progress.update(batch.num_rows)
+            progress.close()
     if counts["kept"] == 0:
         tmp.unlink(missing_ok=True)
         raise DataError(f"no usable pairs in {counts['shards']}: {counts}")

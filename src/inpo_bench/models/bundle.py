@@ -198,33 +198,40 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu", with_u
     model_dir = Path(model_dir)
     spec = read_spec(model_dir)
     components = _local_or_hub(model_dir, spec["components"], "components")
-    unet_location = str(model_dir / spec["unet"]) if spec.get("unet") else components
-    unet_sub = None if spec.get("unet") else "unet"
-    if spec.get("unet") and not (model_dir / spec["unet"]).is_dir():
-        raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {model_dir / spec['unet']}")
+    unet_location, unet_sub, unet_revision = unet_source(model_dir, spec)
     if Path(components).is_dir():
         for folder in ("text_encoder", "tokenizer", "scheduler"):
             if not (Path(components) / folder).is_dir():
                 raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {Path(components) / folder}")
-    scheduler = DDIMScheduler.from_pretrained(components, subfolder="scheduler")
+    pinned = _revision(components, spec.get("components_revision"))
+
+    def part(cls: Any, subfolder: str) -> Any:
+        return cls.from_pretrained(components, subfolder=subfolder, **pinned)
+
+    scheduler = part(DDIMScheduler, "scheduler")
     # DDIM on the model's training schedule; clip_sample would clamp latents (some SD1.5 configs lack the key)
     scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=False, set_alpha_to_one=False)
+    unet = (
+        UNet2DConditionModel.from_pretrained(
+            unet_location, subfolder=unet_sub, **_revision(unet_location, unet_revision)
+        )
+        if with_unet
+        else None
+    )
     model = T2IModel(
         kind=spec["kind"],
         resolution=int(spec["resolution"]),
-        unet=UNet2DConditionModel.from_pretrained(unet_location, subfolder=unet_sub) if with_unet else None,
-        text_encoder=CLIPTextModel.from_pretrained(components, subfolder="text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(components, subfolder="tokenizer"),
+        unet=unet,
+        text_encoder=part(CLIPTextModel, "text_encoder"),
+        tokenizer=part(CLIPTokenizer, "tokenizer"),
         scheduler=scheduler,
     )
     if spec["kind"] in ("sd", "sdxl"):
         vae = _local_or_hub(model_dir, spec.get("vae"), "vae")
-        model.vae = (
-            AutoencoderKL.from_pretrained(vae) if vae else AutoencoderKL.from_pretrained(components, subfolder="vae")
-        )
+        model.vae = AutoencoderKL.from_pretrained(vae) if vae else part(AutoencoderKL, "vae")
     if spec["kind"] == "sdxl":
-        model.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(components, subfolder="text_encoder_2")
-        model.tokenizer_2 = CLIPTokenizer.from_pretrained(components, subfolder="tokenizer_2")
+        model.text_encoder_2 = part(CLIPTextModelWithProjection, "text_encoder_2")
+        model.tokenizer_2 = part(CLIPTokenizer, "tokenizer_2")
         model.zero_uncond = bool(spec.get("zero_uncond", True))
     model.to(device)
     for module in model.frozen_modules():
@@ -232,6 +239,25 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu", with_u
     if model.unet is not None:  # trainers decide what trains; inference runs under no_grad anyway
         model.unet.eval().requires_grad_(True)
     return model
+
+
+def unet_source(model_dir: Path, spec: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """Where a model's UNet is: (location, subfolder, revision). A trained UNet is a folder of the model directory;
+    a released checkpoint's may be a hub repository's subfolder at a pinned commit (models/checkpoints.py); with
+    no UNet of its own, the components' `unet/`."""
+    if not spec.get("unet"):
+        components = _local_or_hub(model_dir, spec["components"], "components")
+        return components, "unet", spec.get("components_revision")
+    location = _local_or_hub(model_dir, spec["unet"], "unet")
+    subfolder = spec.get("unet_subfolder") or None
+    if Path(location).exists() and not (Path(location) / (subfolder or "")).is_dir():
+        raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {Path(location) / (subfolder or '')}")
+    return location, subfolder, spec.get("unet_revision")
+
+
+def _revision(location: str, revision: str | None) -> dict[str, str]:
+    """from_pretrained's revision for a hub repository pinned to a commit; a local folder has none."""
+    return {"revision": revision} if revision and not Path(location).exists() else {}
 
 
 HUB_PATTERNS = [
@@ -246,14 +272,14 @@ HUB_PATTERNS = [
 ]
 
 
-def _local_folder(location: str) -> Path:
+def _local_folder(location: str, revision: str | None = None, patterns: list[str] | None = None) -> Path:
     """A component location as a local folder: itself, or a snapshot of the hub repository's needed files
     (downloaded once into the hub cache, where every later job's from_pretrained finds them)."""
     if Path(location).is_dir():
         return Path(location)
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(location, allow_patterns=HUB_PATTERNS))
+    return Path(snapshot_download(location, revision=revision, allow_patterns=patterns or HUB_PATTERNS))
 
 
 def check_model(model_dir: str | Path) -> dict[str, Any]:
@@ -262,8 +288,11 @@ def check_model(model_dir: str | Path) -> dict[str, Any]:
 
     model_dir = Path(model_dir)
     spec = read_spec(model_dir)
-    components = _local_folder(_local_or_hub(model_dir, spec["components"], "components"))
-    unet = model_dir / spec["unet"] if spec.get("unet") else components / "unet"
+    components = _local_folder(
+        _local_or_hub(model_dir, spec["components"], "components"), spec.get("components_revision")
+    )
+    location, subfolder, revision = unet_source(model_dir, spec)
+    unet = _local_folder(location, revision) / (subfolder or "")
     if not unet.is_dir():
         raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {unet}")
     if spec["kind"] == "pixel":

@@ -64,9 +64,14 @@ def score_index(scorer: Scorer, index: pd.DataFrame, folder: str | Path, batch_s
     missing = [f for f in index.file if not (folder / f).is_file()]
     if missing:
         raise DataError(f"{folder}: {len(missing)} image(s) of index.csv are missing, e.g. {missing[:3]}")
+    from ..runtime import Progress
+
     scores: list[float] = []
+    progress = Progress(f"score ({scorer.name})", len(index), "images")
     for start in range(0, len(index), batch_size):
         block = index.iloc[start : start + batch_size]
         images = open_images(folder / f for f in block.file)
         scores.extend(np.asarray(scorer.score(images, list(block.prompt)), dtype=np.float64).tolist())
+        progress.update(len(block))
+    progress.close()
     return pd.DataFrame({"prompt_id": index.prompt_id.to_numpy(), "seed": index.seed.to_numpy(), "score": scores})

@@ -1,8 +1,9 @@
 """Tiny stand-ins, in the real file formats, for everything the paper-scale path downloads.
 
 `build_all(root)` writes: Stable Diffusion 1.5 and SDXL pipelines (diffusers save_pretrained), a Pick-a-Pic v2
-train shard with a tie and a corrupt image, the three prompt-set files, and the upstream checkpoints of the five
-scorers. config/smoke-sd.yaml runs the whole paper DAG on them, on a CPU, in a couple of minutes.
+train shard with a tie and a corrupt image, the three prompt-set files, the upstream checkpoints of the five
+scorers and one released-checkpoint stand-in per load kind. config/smoke-sd.yaml runs the whole paper DAG on them,
+config/smoke-checkpoints.yaml evaluates the checkpoint stand-ins, each on a CPU in a couple of minutes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import pipelines, prompts, scorers
+from . import checkpoints, pipelines, prompts, scorers
 
 
 def build_all(root: str | Path) -> dict[str, str]:
@@ -24,6 +25,7 @@ def build_all(root: str | Path) -> dict[str, str]:
         "hpdv2": prompts.hpd_folder(root / "prompts" / "HPDv2"),
         **scorers.build_all(root / "scorers"),
     }
+    paths.update(checkpoints.build_checkpoints(paths["sd15"], root / "checkpoints"))
     manifest = {name: str(path) for name, path in paths.items()}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")  # written last: marks completion
     return manifest

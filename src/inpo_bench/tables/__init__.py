@@ -1,9 +1,11 @@
 """Result tables, as long-format CSV and readable Markdown: mean scores (scores.py), win rates (wins.py), the toy
-world's training curves and claims (curves.py), ablation tables (ablation.py), the paper comparison (paper.py)."""
+world's training curves and claims (curves.py), ablation tables (ablation.py), the paper comparison (paper.py),
+the models and the sampler they share (models.py)."""
 
 from .ablation import ablation_markdown, ablation_parameters, ablation_table
 from .curves import steps_to_reach, toy_claims, training_curves
-from .paper import paper_comparison
+from .models import model_table, models_markdown, sampler_settings
+from .paper import independent_comparison, paper_comparison
 from .scores import (
     cluster_bootstrap_mean,
     frame_markdown,
@@ -20,12 +22,16 @@ __all__ = [
     "ablation_table",
     "cluster_bootstrap_mean",
     "frame_markdown",
+    "independent_comparison",
     "markdown_table",
     "mean_scores",
     "mean_scores_markdown",
+    "model_table",
+    "models_markdown",
     "paired_outcomes",
     "paper_comparison",
     "read_scores",
+    "sampler_settings",
     "steps_to_reach",
     "toy_claims",
     "training_curves",

@@ -1,0 +1,246 @@
+"""Released checkpoints as model directories: one load kind per way the public ones are published.
+
+A checkpoint of config's `checkpoints:` section becomes `models/<name>/model.json` on top of the run's base, so
+that sampling, scoring and every table treat it like a model trained here. Resolving it is the describe job of
+the checkpoint (`inpo-bench checkpoint`): it fetches only the files its kind needs, checks them against the base
+without building a pipeline (models/check.py) and fails there, naming the checkpoint and what is wrong.
+
+Load kinds (../shared/research/anchors-2026.md section 1 lists which release uses which):
+
+    unet        a diffusers UNet folder in a subfolder of the source (default `unet`): mhdang DPO, InPO, SmPO, KTO
+    unet_root   a diffusers UNet at the source's root: MaPO
+    pipeline    a full diffusers pipeline whose text encoders, tokenizers and scheduler come with it: SPO
+    lora        a diffusers-format UNet LoRA (`weight_name`), fused into the base UNet (models/lora.py): SPO LoRA
+    state_dict  a UNet state dict file (`weight_name`: .safetensors, or .pth/.bin/.pt read with
+                torch.load(weights_only=True), so no pickled code runs), strictly into the base UNet: Diffusion-SDPO
+
+`unet`, `unet_root` and `pipeline` are referenced where they are (a local folder, or the hub repository at its
+resolved commit, recorded in model.json); `lora` and `state_dict` write the UNet they make into the model directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from . import bundle
+from .check import check_components, compare, unet_shapes
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class LoadKind:
+    name: str
+    description: str
+    patterns: Callable[[dict[str, Any]], list[str]]  # the files of the source it needs (hub downloads)
+    resolve: Callable[[str, dict[str, Any], Path, Path, Path], dict[str, Any]]
+
+
+def is_hub_id(source: str) -> bool:
+    return not Path(source).exists() and not Path(source).is_absolute() and source.count("/") == 1
+
+
+def fetch(name: str, settings: dict[str, Any], patterns: list[str]) -> tuple[Path, str | None]:
+    """The source as a local folder and, for a hub repository, the commit it resolved to."""
+    source, revision = settings["source"], settings.get("revision")
+    if not is_hub_id(source):
+        if not Path(source).exists():
+            raise ModelError(
+                f"checkpoint {name}: source {source} does not exist (a local path or an owner/name hub id)"
+            )
+        return Path(source), None
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        folder = Path(snapshot_download(source, revision=revision, allow_patterns=patterns))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as error:
+        raise ModelError(
+            f"checkpoint {name}: cannot fetch {source} at revision {revision or 'main'}: {error}"
+        ) from None
+    return folder, folder.name  # snapshots/<commit>
+
+
+def _base(base_dir: Path) -> tuple[dict[str, Any], Path, Path | None]:
+    """The base model's spec, its components as a local folder and its VAE override (if any)."""
+    spec = bundle.read_spec(base_dir)
+    components = bundle._local_folder(bundle._local_or_hub(base_dir, spec["components"], "components"))
+    vae = bundle._local_or_hub(base_dir, spec.get("vae"), "vae")
+    return spec, components, bundle._local_folder(vae) if vae else None
+
+
+def _checked(name: str, kind: str, components: Path, unet: Path, vae: Path | None) -> dict[str, Any]:
+    if not unet.is_dir():
+        raise ModelError(f"checkpoint {name}: no UNet folder {unet}")
+    try:
+        return check_components(kind, components, unet, vae)
+    except ModelError as error:
+        raise ModelError(f"checkpoint {name}: {error}") from None
+
+
+def _relative(location: Path | str, out: Path) -> str:
+    return os.path.relpath(location, out) if Path(location).exists() else str(location)
+
+
+def _derived_spec(base_dir: Path, base: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A spec on the base's frozen components, with locations re-expressed for `out`."""
+    spec = {k: v for k, v in base.items() if k != "format"}
+    spec["components"] = bundle._portable(base["components"], base_dir, out)
+    if base.get("vae"):
+        spec["vae"] = bundle._portable(base["vae"], base_dir, out)
+    return spec
+
+
+def _subfolder(settings: dict[str, Any], default: str | None) -> str | None:
+    sub = settings.get("subfolder")
+    return default if sub is None else (sub or None)
+
+
+def _resolve_unet(default_sub: str | None) -> Callable[..., dict[str, Any]]:
+    def resolve(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
+        base, components, vae = _base(base_dir)
+        sub = _subfolder(settings, default_sub)
+        summary = _checked(name, base["kind"], components, root / (sub or ""), vae)
+        spec = _derived_spec(base_dir, base, out)
+        spec["unet"] = settings["source"] if is_hub_id(settings["source"]) else _relative(root, out)
+        spec["unet_subfolder"] = sub
+        return {"spec": spec, **summary}
+
+    return resolve
+
+
+def _resolve_pipeline(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
+    """Its own text encoders, tokenizers and scheduler; the base's VAE override if the base has one (SPO's SDXL
+    inference swaps in the fp16-safe VAE, as config/sdxl.yaml's base does)."""
+    base, base_components, vae = _base(base_dir)
+    summary = _checked(name, base["kind"], root, root / "unet", vae)
+    base_width = _checked(name, base["kind"], base_components, root / "unet", vae)["cross_attention_dim"]
+    if base_width != summary["cross_attention_dim"]:
+        raise ModelError(f"checkpoint {name}: its text encoders do not fit the base's")
+    spec = _derived_spec(base_dir, base, out)
+    spec["components"] = settings["source"] if is_hub_id(settings["source"]) else _relative(root, out)
+    spec["unet"] = None
+    return {"spec": spec, **summary}
+
+
+def _weight_file(name: str, settings: dict[str, Any], root: Path) -> Path:
+    if not settings.get("weight_name"):
+        raise ModelError(f"checkpoint {name}: load {settings['load']} needs checkpoints.{name}.weight_name")
+    path = root / (_subfolder(settings, None) or "") / settings["weight_name"]
+    if not path.is_file():
+        raise ModelError(f"checkpoint {name}: no file {path}")
+    return path
+
+
+def read_weights(path: Path, what: str) -> dict[str, Any]:
+    """A state dict from safetensors, or from a pickle with weights_only=True (tensors only; no code runs)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a pickle that holds more than tensors, or a damaged file
+        raise ModelError(f"{what}: {path} is not a plain tensor state dict ({type(error).__name__}: {error})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{what}: {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _base_unet(base_dir: Path) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    location, sub, revision = bundle.unet_source(base_dir, bundle.read_spec(base_dir))
+    return UNet2DConditionModel.from_pretrained(location, subfolder=sub, **bundle._revision(location, revision))
+
+
+def _save_unet(unet: Any, settings: dict[str, Any], base_dir: Path, out: Path, **summary: Any) -> dict[str, Any]:
+    import torch
+
+    unet.to(getattr(torch, settings.get("dtype") or "float32")).save_pretrained(out / "unet")
+    spec = _derived_spec(base_dir, bundle.read_spec(base_dir), out)
+    spec["unet"] = "unet"
+    spec.pop("unet_subfolder", None)
+    return {"spec": spec, "unet_parameters": sum(p.numel() for p in unet.parameters()), **summary}
+
+
+def _resolve_lora(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
+    from .lora import fuse_lora
+
+    path = _weight_file(name, settings, root)
+    unet = _base_unet(base_dir)
+    modules = fuse_lora(unet, read_weights(path, f"checkpoint {name}"), f"checkpoint {name} ({path.name})")
+    return _save_unet(unet, settings, base_dir, out, lora_modules=modules)
+
+
+def _resolve_state_dict(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
+    path = _weight_file(name, settings, root)
+    unet = _base_unet(base_dir)
+    state = read_weights(path, f"checkpoint {name}")
+    if all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel wrapper
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:  # names and shapes first, so the message says what differs; then a strict load
+        compare(unet_shapes(unet.config), {k: tuple(v.shape) for k, v in state.items()}, f"checkpoint {name} ({path})")
+    except ModelError as error:
+        raise ModelError(f"{error}; is it a UNet of another base?") from None
+    unet.load_state_dict(state, strict=True)
+    return _save_unet(unet, settings, base_dir, out)
+
+
+def _unet_files(sub: str | None) -> list[str]:
+    prefix = f"{sub}/" if sub else ""
+    return [f"{prefix}config.json", f"{prefix}diffusion_pytorch_model*"]
+
+
+LOAD_KINDS = {
+    kind.name: kind
+    for kind in (
+        LoadKind("unet", "UNet in a subfolder", lambda s: _unet_files(_subfolder(s, "unet")), _resolve_unet("unet")),
+        LoadKind("unet_root", "UNet at the root", lambda s: _unet_files(_subfolder(s, None)), _resolve_unet(None)),
+        LoadKind("pipeline", "full diffusers pipeline", lambda s: bundle.HUB_PATTERNS, _resolve_pipeline),
+        LoadKind("lora", "diffusers-format UNet LoRA", lambda s: [_file_pattern(s)], _resolve_lora),
+        LoadKind("state_dict", "UNet state dict file", lambda s: [_file_pattern(s)], _resolve_state_dict),
+    )
+}
+
+
+def _file_pattern(settings: dict[str, Any]) -> str:
+    sub = _subfolder(settings, None)
+    return f"{sub}/{settings.get('weight_name') or '*'}" if sub else settings.get("weight_name") or "*"
+
+
+def resolve_checkpoint(name: str, settings: dict[str, Any], base_dir: str | Path, out: str | Path) -> dict[str, Any]:
+    """Check one checkpoint against the base and write its model directory; returns what model.json records."""
+    kind = LOAD_KINDS.get(settings["load"])
+    if kind is None:
+        raise ModelError(f"checkpoint {name}: unknown load kind {settings['load']!r} (one of {', '.join(LOAD_KINDS)})")
+    out, base_dir = Path(out), Path(base_dir)
+    root, commit = fetch(name, settings, kind.patterns(settings))
+    out.mkdir(parents=True, exist_ok=True)
+    summary = kind.resolve(name, settings, root, base_dir, out)
+    spec = summary.pop("spec")
+    # what is evaluated stays pinned: later jobs load the resolved commit, whatever the config's revision said
+    if commit is not None and kind.name in ("unet", "unet_root"):
+        spec["unet_revision"] = commit
+    elif commit is not None and kind.name == "pipeline":
+        spec["components_revision"] = commit
+    record = {
+        "checkpoint": {
+            "name": name,
+            **{k: settings.get(k) for k in ("source", "load", "subfolder", "weight_name", "method", "note", "dtype")},
+            "revision_requested": settings.get("revision"),
+            "revision": commit,
+        },
+        **summary,
+    }
+    bundle._write_spec(out, spec, record)
+    return record
