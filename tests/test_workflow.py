@@ -27,7 +27,9 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def test_default_dry_run_plans_the_whole_dag(tmp_path):
-    counts = job_counts(snakemake("-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)).stdout)
+    dry = snakemake("-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)).stdout
+    counts = job_counts(dry)
+    assert "results/toy/tables/scorer_agreement.csv" in dry  # the learned toy reward against the oracle
     assert counts["pretrain_base"] == 1 and counts["toy_pickapic"] == 1 and counts["prepare_pairs"] == 1
     assert counts["train"] == 3  # sft, dpo, inpo; ablation cells only with the `ablations` target
     assert counts["promptset"] == 2 and counts["sample"] == 4 * 2 and counts["score_oracle"] == 4 * 2

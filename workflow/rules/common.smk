@@ -18,7 +18,12 @@ from inpo_bench.data.prompts import REAL_SETS as REAL_PROMPTSETS
 from inpo_bench.data.prompts import derived_promptsets
 from inpo_bench.methods import get as get_method
 from inpo_bench.methods import names as method_names
-from inpo_bench.scorers import MODEL_SCORERS, ORACLE_SCORERS, runtime_config
+from inpo_bench.scorers import (
+    MODEL_SCORERS,
+    ORACLE_SCORERS,
+    TOY_MODEL_SCORERS,
+    runtime_config,
+)
 from inpo_bench.scorers import section as scorer_section
 from inpo_bench.scorers import PREPARED as PREPARED_SCORERS
 from inpo_bench.toyworld.world import PROMPT_SETS as TOY_PROMPTSETS
@@ -49,6 +54,16 @@ DERIVED_PROMPTSETS = derived_promptsets(PROMPTSETS)
 SAMPLED_PROMPTSETS = [p for p in PROMPTSETS if p not in DERIVED_PROMPTSETS]
 SCORERS = config["eval"]["scorers"]
 MODEL_SCORERS_USED = [name for name in SCORERS if name in MODEL_SCORERS]
+# learned toy scorers (the toy PickScore) are compared with the oracle in tables/scorer_agreement.csv
+LEARNED_TOY_SCORERS = (
+    [
+        name
+        for name in SCORERS
+        if name in TOY_MODEL_SCORERS and "oracle_reward" in SCORERS
+    ]
+    if TOY
+    else []
+)
 
 
 wildcard_constraints:

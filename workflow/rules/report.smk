@@ -46,6 +46,18 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                         category="Tables",
                     ),
                     "claims_md": f"{root}/tables/paper_claims.md",
+                    **(
+                        {
+                            "agreement": report(
+                                f"{root}/tables/scorer_agreement.csv",
+                                caption="../report/scorer_agreement.rst",
+                                category="Tables",
+                            ),
+                            "agreement_md": f"{root}/tables/scorer_agreement.md",
+                        }
+                        if LEARNED_TOY_SCORERS
+                        else {}
+                    ),
                 }
                 if TOY
                 else (
@@ -108,11 +120,14 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                 + paper_models_args()
             ),
             seed=config["seed"],
+            agreement=" ".join(
+                f"--agreement {name}:oracle_reward" for name in LEARNED_TOY_SCORERS
+            ),
         shell:
             "python -m inpo_bench tables --scores {input.scores} --model-files {input.model_files}"
             " --samples {input.samples} {params.models} {params.paper}"
             " --comparisons {params.comparisons} --reference {params.reference} --out-dir {params.out_dir}"
-            " --seed {params.seed} > {log} 2>&1"
+            " --seed {params.seed} {params.agreement} > {log} 2>&1"
 
     rule:
         name:

@@ -47,6 +47,21 @@ def cmd_tables(args: argparse.Namespace) -> None:
     wins = tables.win_rates(scores, comparisons, seed=args.seed)
     _write_table(out, "win_rates", wins, tables.win_rates_markdown(wins))
     print(f"tables: {len(means)} mean scores, {len(wins)} win rates -> {out}")
+    for pair in args.agreement:
+        learned, reference = pair.split(":")
+        agreement = tables.scorer_agreement(scores, comparisons, learned, reference, seed=args.seed)
+        _write_table(
+            out,
+            "scorer_agreement",
+            agreement,
+            tables.frame_markdown(
+                f"How well {learned} agrees with {reference}",
+                "agreement: share of a comparison's image pairs that both scorers order alike (ties of either left "
+                "out; 95% bootstrap over prompts), beside each scorer's win rate; 'all images': Spearman's rank "
+                "correlation of the two scores over every image of the prompt set.",
+                agreement,
+            ),
+        )
     if args.model_files:
         records = {}
         for path in args.samples:
@@ -207,6 +222,9 @@ def register(add: Add) -> None:
     p.add_argument("--paper", help="the paper's win rates (results/paper/inpo_cvpr2025_winrates.csv)")
     p.add_argument("--run", default="", help="this run's name, to pick the paper's rows it reproduces")
     p.add_argument("--paper-metrics", nargs="*", default=[], help="paper metric:scorer pairs")
+    p.add_argument(
+        "--agreement", action="append", default=[], help="learned:reference scorer (toy_reward:oracle_reward)"
+    )
     p.add_argument("--independent", help="others' mean scores of released checkpoints (independent_means.csv)")
     p.add_argument("--paper-models", nargs="*", default=[], help="paper model:run model pairs (inpo:inpo_release)")
     p.add_argument("--paper-missing", type=json_object, default={}, help="paper model -> why the run lacks it")

@@ -1,8 +1,9 @@
 """Result tables, as long-format CSV and readable Markdown: mean scores (scores.py), win rates (wins.py), the toy
 world's training curves and claims (curves.py), ablation tables (ablation.py), the paper comparison (paper.py),
-the models and the sampler they share (models.py)."""
+the models and the sampler they share (models.py), a learned scorer against the oracle (agreement.py)."""
 
 from .ablation import ablation_markdown, ablation_parameters, ablation_table
+from .agreement import scorer_agreement
 from .curves import steps_to_reach, toy_claims, training_curves
 from .models import model_table, models_markdown, sampler_settings
 from .paper import independent_comparison, paper_comparison
@@ -32,6 +33,7 @@ __all__ = [
     "paper_comparison",
     "read_scores",
     "sampler_settings",
+    "scorer_agreement",
     "steps_to_reach",
     "toy_claims",
     "training_curves",
