@@ -304,3 +304,47 @@ def test_letterbox_pads_a_non_square_image_whose_long_side_is_already_the_size()
     assert torch.allclose(x[0, :, 6:26, :], white.reshape(3, 1, 1).expand(3, 20, 32))
     assert torch.allclose(x[0, :, :6, :], black.reshape(3, 1, 1).expand(3, 6, 32))
     assert torch.allclose(x[0, :, 26:, :], black.reshape(3, 1, 1).expand(3, 6, 32))
+
+
+def _upstream_clip_transform(image: Image.Image, size: int) -> np.ndarray:
+    """OpenAI CLIP's transform order spelled out with PIL: Resize (short side, bicubic) and CenterCrop in the file's
+    own mode, then RGB, /255, normalise; HWC."""
+    w, h = image.size
+    resized = image.resize((size, int(size * h / w)) if w <= h else (int(size * w / h), size), Image.BICUBIC)
+    top, left = round((resized.height - size) / 2), round((resized.width - size) / 2)
+    rgb = np.asarray(resized.crop((left, top, left + size, top + size)).convert("RGB"), dtype=np.float32) / 255
+    return (rgb - np.array(OPENAI_MEAN, dtype=np.float32)) / np.array(OPENAI_STD, dtype=np.float32)
+
+
+def test_clip_preprocessing_resizes_non_rgb_files_in_their_own_mode_first():
+    rng = np.random.default_rng(3)
+    rgba = Image.fromarray(rng.integers(0, 256, (37, 53, 4), dtype=np.uint8), "RGBA")  # alpha everywhere
+    palette = rgba.convert("RGB").quantize(16)
+    for image in (rgba, palette):
+        ours = clip_preprocess([image], 32)[0].permute(1, 2, 0).numpy()
+        assert np.allclose(ours, _upstream_clip_transform(image, 32), atol=1e-6), image.mode
+        converted_first = clip_preprocess([image.convert("RGB")], 32)[0].permute(1, 2, 0).numpy()
+        assert np.abs(ours - converted_first).max() > 0.05, image.mode  # the order matters for such files
+
+
+def test_images_reach_the_scorers_in_their_own_mode(tmp_path):
+    from inpo_bench.scorers.base import open_images
+
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 4), dtype=np.uint8), "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).quantize(4).save(tmp_path / "p.png")
+    assert [im.mode for im in open_images([tmp_path / "a.png", tmp_path / "p.png"])] == ["RGBA", "P"]
+
+
+def test_clip_score_of_a_long_prompt_keeps_the_end_token(files):
+    """Above 77 tokens the prompt is cut to 75 words plus start and end tokens (clip.tokenize(truncate=True));
+    slicing the ids instead (torchmetrics) would drop the end token CLIP pools, and change the score."""
+    clip = load_scorer("clip", configs(files)["clip"])
+    words = ("a red circle on blue background photo of cat dog green square " * 10).split()
+    ids = clip.tokenizer([" ".join(words[:75])]).input_ids[0]
+    assert len(ids) == 77 and ids[-1] == clip.tokenizer.eos_token_id  # one token per word here
+    batch = images(1)
+    long, cut = clip.score(batch, [" ".join(words)]), clip.score(batch, [" ".join(words[:75])])
+    assert np.allclose(long, cut, atol=1e-5)
+    sliced = clip.tokenizer([" ".join(words)], truncation=False).input_ids[0][:77]  # torchmetrics' ids
+    assert sliced[-1] != clip.tokenizer.eos_token_id

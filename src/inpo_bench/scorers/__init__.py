@@ -28,7 +28,9 @@ MODEL_SCORERS: dict[str, str] = {
     "hpsv21": "HPS v2.1 (CLIP-H/14): cos(image, text), raw cosine as hpsv2.score returns",
     "imagereward": "ImageReward v1.0 (BLIP): (MLP(text [CLS] x image) - 0.16717) / 1.03334",
     "aesthetic": "LAION aesthetic predictor v2 (sac+logos+ava1-l14-linearMSE on CLIP ViT-L/14), about 1-10",
-    "clip": "CLIP score: 100 x cos(image, text) with the configured CLIP (scorers.clip.model), not clipped at 0",
+    "clip": "CLIP score: 100 x cos(image, text) per image with the configured CLIP (scorers.clip.model), not "
+    "clipped at 0; equals torchmetrics' CLIPScore per image for prompts of up to 77 tokens (longer ones keep "
+    "their end token, as OpenAI clip.tokenize(truncate=True))",
     "pickscore_cosine": "PickScore_v1's raw cosine(image, text), as DiffusionDPO's and SmPO's Selector return it "
     "(SmPO's label scorer); settings of scorers.pickscore",
     "toy_reward": "the toy world's learned reward model (a tiny CLIP trained on the toy pairs like PickScore): "

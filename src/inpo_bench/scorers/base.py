@@ -48,11 +48,14 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def open_images(paths: Iterable[Path]) -> list[Image.Image]:
+    """Decoded images in the file's own mode (RGBA, palette, grey, ...): each scorer converts to RGB where its
+    upstream does, before or after resizing (scorers/preprocess.py)."""
     images = []
     for path in paths:
         try:
             with Image.open(path) as image:
-                images.append(image.convert("RGB"))
+                image.load()
+                images.append(image)
         except Exception as error:  # PIL raises several types for unreadable files
             raise DataError(f"{path}: not a readable image ({error})") from None
     return images

@@ -34,7 +34,11 @@ class CLIPPairScorer:
 
     @torch.no_grad()
     def score(self, images: list[Image.Image], prompts: list[str]) -> np.ndarray:
-        pixels = self.images(images=images, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
+        # RGB first, by PIL's plain convert, as the CLIP image processor of transformers 4.x does (the version
+        # PickScore's reference code and torchmetrics were written against; transformers 5 composites transparency
+        # onto white instead)
+        rgb = [image.convert("RGB") for image in images]
+        pixels = self.images(images=rgb, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
         text = self.tokenizer(prompts, padding=True, truncation=True, max_length=77, return_tensors="pt").to(
             self.device
         )

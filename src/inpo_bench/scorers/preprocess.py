@@ -1,12 +1,16 @@
 """Image preprocessing of the real scorers, written out so each matches its upstream exactly.
 
 - CLIP-style (ImageReward, LAION aesthetic): resize the shortest edge to `size` with PIL bicubic, centre-crop
-  `size` x `size`, normalise with OpenAI CLIP's mean and std. The crop offset is rounded as torchvision's
-  CenterCrop does (`round((H - h) / 2)`), which is what the upstream packages run; Hugging Face's image processors
-  floor it instead, which PickScore and the CLIP score inherit from their HF processors (1 px apart when H - h is
-  odd).
-- HPS letterbox: scale the longest edge to `size` (bicubic with antialiasing on the float tensor, like open_clip's
-  ResizeMaxSize on a tensor), zero-pad to a square with the extra pixel on the right / bottom, then normalise.
+  `size` x `size`, convert to RGB, normalise with OpenAI CLIP's mean and std, in the order of OpenAI CLIP's
+  `_transform` (clip/clip.py), which ImageReward (ImageReward/ImageReward.py `_transform`) copies and the
+  aesthetic predictor uses: a non-RGB file is resized in its own mode (PIL resizes RGBA with premultiplied alpha
+  and a palette image always with nearest neighbour) and converted afterwards. The crop offset is rounded as
+  torchvision's CenterCrop does (`round((H - h) / 2)`), which is what the upstream packages run; Hugging Face's
+  image processors floor it instead, which PickScore and the CLIP score inherit from their HF processors (1 px
+  apart when H - h is odd).
+- HPS letterbox: convert to RGB, scale the longest edge to `size` (bicubic with antialiasing on the float tensor,
+  like open_clip's ResizeMaxSize on a tensor), zero-pad to a square with the extra pixel on the right / bottom,
+  then normalise.
   Deviation: upstream skips the padding too when the longest edge is already `size`, so a non-square image of
   that size crashes its batch; here it is padded like any other.
 """
@@ -52,10 +56,11 @@ def crop_offsets(height: int, width: int, size: int, rounding: str) -> tuple[int
 
 
 def clip_preprocess(images: list[Image.Image], size: int = 224, rounding: str = "round") -> torch.Tensor:
-    """Shortest-edge resize, centre crop and CLIP normalisation: (N, 3, size, size)."""
+    """Shortest-edge resize and centre crop in the image's own mode, then RGB and CLIP normalisation:
+    (N, 3, size, size)."""
     out = []
     for image in images:
-        resized = resize_shortest_edge(image.convert("RGB"), size)
+        resized = resize_shortest_edge(image, size)
         top, left = crop_offsets(resized.height, resized.width, size, rounding)
         out.append(_normalise(to_tensor(resized.crop((left, top, left + size, top + size)))))
     return torch.stack(out)
