@@ -1,4 +1,4 @@
-"""Seconds per optimiser step and UNet passes per step for SFT, Diffusion-DPO and DDIM-InPO on the toy model.
+"""Seconds per optimiser step and UNet passes per step of every registered method on the toy model.
 
 UNet passes are counted in images: a forward pass over a batch of k images counts k. Backward passes are not
 counted (one per policy forward). Run from the repository root:
@@ -43,6 +43,17 @@ class PassCounter:
         unet.forward = counted
 
 
+class RandomPairScores:
+    """Seeded stand-in for data.pair_scores.PairScores (what SmPO reads: w, l and their range)."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.w = torch.rand(n, generator=generator).numpy()
+        self.l = torch.rand(n, generator=generator).numpy()
+
+    def range(self) -> tuple[float, float]:
+        return float(min(self.w.min(), self.l.min())), float(max(self.w.max(), self.l.max()))
+
+
 def build(config: dict, method: str, pairs: int) -> tuple[torch.nn.Module, list[PassCounter]]:
     world = World.from_config(config["world"], config["seed"])
     arch = config["toy_model"]
@@ -59,7 +70,8 @@ def build(config: dict, method: str, pairs: int) -> tuple[torch.nn.Module, list[
         empty=model.encode_prompts([""])[0],
     )
     cfg = {**config[method], "batch_size": pairs}
-    objective = get(method).build(Context(model.unet, data, cfg, model))
+    scores = RandomPairScores(n, g) if get(method).pair_scores else None  # SmPO's labels: values do not change cost
+    objective = get(method).build(Context(model.unet, data, cfg, model, pair_scores=scores))
     counters = [PassCounter(objective.policy)]
     if hasattr(objective, "reference"):
         counters.append(PassCounter(objective.reference))

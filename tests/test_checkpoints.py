@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from diffusers import UNet2DConditionModel
 
 from inpo_bench.errors import ConfigError, ModelError
@@ -73,6 +74,14 @@ def test_the_three_diffusers_key_layouts_name_the_same_modules():
             "no module nothere",
         ),
         ({"unet.proj.lora_A.weight": torch.zeros(2, 7), "unet.proj.lora_B.weight": torch.zeros(5, 2)}, "another base"),
+        (
+            {
+                "unet.proj.lora_A.weight": torch.zeros(2, 6),
+                "unet.proj.lora_B.weight": torch.zeros(5, 2),
+                "unet.prj.alpha": torch.tensor(4.0),
+            },
+            "alpha\\(s\\) of no LoRA module",
+        ),
     ],
 )
 def test_loras_that_do_not_fit_are_refused_by_name(state, message):
@@ -259,6 +268,15 @@ def test_the_checkpoint_command_fails_in_one_line_and_leaves_no_model(stand_ins,
             "revision",
         ),
         ({"tables": {"paper_models": {"inpo": "nothere"}}}, "not a model of this run"),
+        ({"tables": {"comparisons": ["inpo:base"]}}, "not models of this run"),  # no inpo here: a lost table
+        (
+            {
+                "checkpoints": {
+                    "x": {"source": "a/b", "load": "pipeline", "base": "sd", "method": "spo", "subfolder": "p"}
+                }
+            },
+            "read at the source's root",
+        ),
     ],
 )
 def test_bad_checkpoint_config_is_refused_before_any_job(overlay, message):
@@ -300,16 +318,22 @@ def test_checkpoints_are_evaluated_end_to_end_without_training(smoke_run):
     ]
     assert vs_kto.win_rate.iloc[0] == pytest.approx(100 * ours.win_rate.iloc[0])  # the stand-ins fill the paper's rows
     sft = paper[paper.paper_baseline == "SFT-SD1.5"]
-    assert sft.win_rate.isna().all() and sft.note.str.contains("no SFT checkpoint").all()
+    assert len(sft) and sft.win_rate.isna().all() and sft.note.str.contains("no SFT checkpoint").all()
     record = json.loads((out / "samples" / "lora_release" / "parti" / "sample.json").read_text())
     assert record["cfg"] == 7.5 and record["checkpoint"]["load"] == "lora"
+    # a note is a label: editing it rewrites the tables, never resolves or samples the checkpoint again
+    overlay = smoke_run / "note.yaml"
+    overlay.write_text("checkpoints: {lora_release: {note: another note}}\n")
+    dry = snakemake("-n", "--configfile", str(config), str(overlay), "--directory", str(smoke_run)).stdout
+    assert "resolve_checkpoint" not in dry and "rule sample" not in dry and "rule tables" in dry
 
 
 @pytest.mark.parametrize(("registry", "at_least"), [("checkpoints-sd15.yaml", 7), ("checkpoints-sdxl.yaml", 5)])
 def test_shipped_registries_plan_sampling_and_scoring_only(registry, at_least, tmp_path):
     dry = snakemake("-n", "--configfile", str(REPO / "config" / registry), "--directory", str(tmp_path)).stdout
     counts = {m[0]: int(m[1]) for m in (line.split() for line in dry.splitlines()) if len(m) == 2 and m[1].isdigit()}
-    assert counts.get("resolve_checkpoint", 0) >= at_least, counts
+    releases = yaml.safe_load((REPO / "config" / registry).read_text())["checkpoints"]
+    assert len(releases) >= at_least and counts.get("resolve_checkpoint") == len(releases), counts
     assert "train" not in counts and "prepare_pairs" not in counts and "encode_pairs" not in counts, counts
     assert counts["sample"] == (counts["resolve_checkpoint"] + 1) * 3  # every model on the three prompt sets
 
@@ -331,6 +355,8 @@ def _hub_cache(root: Path, repo: str, files: dict[str, Path]) -> str:
 
 
 def test_a_hub_checkpoint_is_pinned_to_the_commit_it_resolved(stand_ins, tmp_path):
+    import shutil
+
     """Offline, from a hub cache: the resolved commit is recorded and every later load reads that commit."""
     unet = stand_ins["checkpoint_unet"] / "unet"
     cache = tmp_path / "hub"
@@ -362,3 +388,50 @@ def test_a_hub_checkpoint_is_pinned_to_the_commit_it_resolved(stand_ins, tmp_pat
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
+    # the hub moves on: main now points at another commit; the resolved model still loads the one it evaluated
+    repo = cache / "models--someone--dpo-sd"
+    newer = "f" * 40
+    (repo / "snapshots" / newer).mkdir()
+    shutil.copytree(stand_ins["checkpoint_unet_root"], repo / "snapshots" / newer / "unet")
+    (repo / "refs" / "main").write_text(newer)
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_lora_alphas_in_every_layout_and_in_the_metadata(tmp_path):
+    import json as _json
+
+    from safetensors.torch import save_file
+
+    from inpo_bench.models.lora import adapter_alpha
+
+    block = "b.attn1"
+    a, b = torch.ones(2, 8), torch.ones(8, 2)
+    processor = {f"{block}.processor.to_q_lora.down.weight": a, f"{block}.processor.to_q_lora.up.weight": b}
+    pairs = parse_lora({**processor, f"{block}.processor.to_q_lora.alpha": torch.tensor(1.0)}, "t")
+    assert pairs[f"{block}.to_q"].alpha == 1.0  # the processor layout's alpha reaches its module
+    pairs = parse_lora({"m.lora.down.weight": a, "m.lora.up.weight": b, "m.alpha": torch.tensor(3.0)}, "t")
+    assert pairs["m"].alpha == 3.0
+    assert parse_lora({"m.lora_A.weight": a, "m.lora_B.weight": b}, "t", default_alpha=8.0)["m"].alpha == 8.0
+    path = tmp_path / "l.safetensors"
+    save_file(
+        {"m.lora_A.weight": a, "m.lora_B.weight": b},
+        str(path),
+        metadata={"lora_adapter_metadata": _json.dumps({"r": 2, "lora_alpha": 4})},
+    )
+    assert adapter_alpha(path, "t") == 4.0
+    save_file(
+        {"m.lora_A.weight": a},
+        str(path),
+        metadata={"lora_adapter_metadata": _json.dumps({"lora_alpha": 4, "alpha_pattern": {"m": 2}})},
+    )
+    with pytest.raises(ModelError, match="patterns"):
+        adapter_alpha(path, "t")
+
+
+def test_a_relative_source_that_does_not_exist_is_not_taken_for_a_hub_id(stand_ins, tmp_path):
+    for source in ("./absent/x", "absent/x/y"):
+        with pytest.raises(ModelError, match="does not exist"):
+            resolve_checkpoint("x", {"load": "unet", "source": source}, stand_ins["base"], tmp_path / "out")
+    with pytest.raises(ModelError, match=r"needs checkpoints\.x\.weight_name"):  # before any download
+        resolve_checkpoint("x", {"load": "lora", "source": "someone/lora"}, stand_ins["base"], tmp_path / "out")

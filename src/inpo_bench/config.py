@@ -152,11 +152,16 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
         if name not in names():
             problems.append(f"config key methods: unknown method {name!r}; known: {names()}")
     problems += _checkpoint_problems(config, names())
-    models = ["base", *names(), *config["checkpoints"]]
+    if toy and not config["methods"]:
+        problems.append("config key methods: a toy run trains at least one method (checkpoints are paper scale)")
+    models = ["base", *config["methods"], *config["checkpoints"]]  # the run's models: a comparison of others is lost
     for comparison in config["tables"]["comparisons"]:
         unknown = [m for m in comparison.split(":") if m not in models]
         if unknown:
-            problems.append(f"config key tables.comparisons: {comparison!r} names {unknown}; models are {models}")
+            problems.append(
+                f"config key tables.comparisons: {comparison!r} names {unknown}, not models of this run {models} "
+                "(methods and checkpoints; `snakemake zoo` compares every registered method)"
+            )
     from .scorers import ORACLE_SCORERS as ORACLE
     from .scorers import TOY_MODEL_SCORERS, known_scorers
 
@@ -206,6 +211,8 @@ def _checkpoint_problems(config: dict[str, Any], methods: list[str]) -> list[str
             )
         if cfg["load"] in ("lora", "state_dict") and not cfg.get("weight_name"):
             problems.append(f"{key}.weight_name: load {cfg['load']} reads one file; name it")
+        if cfg["load"] == "pipeline" and cfg.get("subfolder"):
+            problems.append(f"{key}.subfolder: a pipeline is read at the source's root")
     for key in ("paper_models", "paper_missing"):
         for paper_model in config["tables"][key]:
             if paper_model not in PAPER_MODELS:

@@ -17,6 +17,7 @@ from inpo_bench.config import ConfigError, training_spec, validate_config
 from inpo_bench.data.prompts import REAL_SETS as REAL_PROMPTSETS
 from inpo_bench.data.prompts import derived_promptsets
 from inpo_bench.methods import get as get_method
+from inpo_bench.models.checkpoints import LOAD_KEYS as CHECKPOINT_LOAD_KEYS
 from inpo_bench.methods import names as method_names
 from inpo_bench.scorers import (
     MODEL_SCORERS,

@@ -123,9 +123,15 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
             agreement=" ".join(
                 f"--agreement {name}:oracle_reward" for name in LEARNED_TOY_SCORERS
             ),
+            labels=json.dumps(
+                {
+                    name: {"method": c["method"], "note": c.get("note") or ""}
+                    for name, c in config["checkpoints"].items()
+                }
+            ),
         shell:
             "python -m inpo_bench tables --scores {input.scores} --model-files {input.model_files}"
-            " --samples {input.samples} {params.models} {params.paper}"
+            " --samples {input.samples} --checkpoint-labels {params.labels:q} {params.models} {params.paper}"
             " --comparisons {params.comparisons} --reference {params.reference} --out-dir {params.out_dir}"
             " --seed {params.seed} {params.agreement} > {log} 2>&1"
 

@@ -68,7 +68,14 @@ rule resolve_checkpoint:
     params:
         out_dir=folder("output.model"),
         base=folder("input.base"),
-        spec=lambda wc: spec(**config["checkpoints"][wc.release]),
+        # what the weights depend on; method and note are labels, read by the tables job
+        spec=lambda wc: spec(
+            **{
+                k: v
+                for k, v in config["checkpoints"][wc.release].items()
+                if k in CHECKPOINT_LOAD_KEYS
+            }
+        ),
     shell:
         "python -m inpo_bench checkpoint --name {wildcards.release} --spec {params.spec:q} --base {params.base}"
         " --out {params.out_dir} > {log} 2>&1"

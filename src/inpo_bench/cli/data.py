@@ -39,6 +39,7 @@ def cmd_smoke_assets(args: argparse.Namespace) -> None:
 
 def cmd_base_model(args: argparse.Namespace) -> None:
     from ..models.bundle import MODEL_FILE, check_model, write_base_spec
+    from ..models.checkpoints import is_hub_id
 
     write_base_spec(args.out, args.kind, args.resolution, args.pretrained, args.vae)
     try:  # fail here, naming the missing component, rather than in every later job; no weights are loaded
@@ -46,6 +47,9 @@ def cmd_base_model(args: argparse.Namespace) -> None:
     except Exception:
         (Path(args.out) / MODEL_FILE).unlink(missing_ok=True)  # no half-checked model for later jobs
         raise
+    if is_hub_id(args.pretrained):  # pinned: every later job (and each checkpoint on it) reads this commit
+        commit = Path(summary["components_folder"]).name
+        write_base_spec(args.out, args.kind, args.resolution, args.pretrained, args.vae, revision=commit)
     print(
         f"base model: {args.kind} from {args.pretrained} ({summary['unet_parameters'] / 1e6:.1f} M UNet "
         f"parameters, text width {summary['cross_attention_dim']}) -> {args.out}"
@@ -68,7 +72,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> None:
     ckpt = record["checkpoint"]
     at = f" at {ckpt['revision']}" if ckpt["revision"] else ""
     print(
-        f"checkpoint {args.name}: {ckpt['method']} ({ckpt['load']}) from {ckpt['source']}{at}, "
+        f"checkpoint {args.name}: {ckpt['load']} from {ckpt['source']}{at}, "
         f"{record['unet_parameters'] / 1e6:.1f} M UNet parameters -> {out}"
     )
 

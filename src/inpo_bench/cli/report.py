@@ -47,9 +47,12 @@ def cmd_tables(args: argparse.Namespace) -> None:
     wins = tables.win_rates(scores, comparisons, seed=args.seed)
     _write_table(out, "win_rates", wins, tables.win_rates_markdown(wins))
     print(f"tables: {len(means)} mean scores, {len(wins)} win rates -> {out}")
-    for pair in args.agreement:
-        learned, reference = pair.split(":")
-        agreement = tables.scorer_agreement(scores, comparisons, learned, reference, seed=args.seed)
+    if args.agreement:
+        pairs = [pair.split(":") for pair in args.agreement]
+        agreement = pd.concat(
+            [tables.scorer_agreement(scores, comparisons, learned, ref, seed=args.seed) for learned, ref in pairs]
+        )
+        learned, reference = (" / ".join(dict.fromkeys(p[i] for p in pairs)) for i in (0, 1))
         _write_table(
             out,
             "scorer_agreement",
@@ -72,7 +75,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
         except ValueError as error:
             raise SystemExit(f"tables: {error}") from None
         files = {MODEL_PATH.search(str(Path(p).parent))["model"]: p for p in args.model_files}
-        models = tables.model_table(files)
+        models = tables.model_table(files, args.checkpoint_labels)
         _write_table(out, "models", models, tables.models_markdown(models, settings))
     if args.paper:
         paper = tables.paper_comparison(
@@ -228,6 +231,7 @@ def register(add: Add) -> None:
     p.add_argument("--independent", help="others' mean scores of released checkpoints (independent_means.csv)")
     p.add_argument("--paper-models", nargs="*", default=[], help="paper model:run model pairs (inpo:inpo_release)")
     p.add_argument("--paper-missing", type=json_object, default={}, help="paper model -> why the run lacks it")
+    p.add_argument("--checkpoint-labels", type=json_object, default={}, help="checkpoint -> {method, note}")
     p.add_argument("--model-files", nargs="*", default=[], help="every model's model.json (the models table)")
     p.add_argument("--samples", nargs="*", default=[], help="their sample.json files (the sampler they share)")
     p.add_argument("--out-dir", required=True)

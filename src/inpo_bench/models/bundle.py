@@ -297,19 +297,27 @@ def check_model(model_dir: str | Path) -> dict[str, Any]:
         raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {unet}")
     if spec["kind"] == "pixel":
         check_unet(unet, f"UNet {unet}")
-        return {"kind": "pixel"}
+        return {"kind": "pixel", "components_folder": str(components)}
     vae = _local_or_hub(model_dir, spec.get("vae"), "vae")
     return {
         "kind": spec["kind"],
+        "components_folder": str(components),  # a hub snapshot: .../snapshots/<commit>
         **check_components(spec["kind"], components, unet, _local_folder(vae) if vae else None),
     }
 
 
 def write_base_spec(
-    model_dir: str | Path, kind: str, resolution: int, pretrained: str, vae: str | None = None, zero_uncond: bool = True
+    model_dir: str | Path,
+    kind: str,
+    resolution: int,
+    pretrained: str,
+    vae: str | None = None,
+    zero_uncond: bool = True,
+    revision: str | None = None,
 ) -> None:
     """model.json of a pretrained Stable Diffusion base: every component from `pretrained` (a diffusers
-    pipeline directory or hub id), optionally another VAE (SDXL: the fp16-safe one)."""
+    pipeline directory or hub id, pinned to `revision` if given), optionally another VAE (SDXL: the fp16-safe
+    one)."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
 
@@ -317,6 +325,8 @@ def write_base_spec(
         return os.path.relpath(location, model_dir) if Path(location).exists() else location
 
     spec = {"kind": kind, "resolution": resolution, "components": relative(pretrained), "unet": None}
+    if revision:
+        spec["components_revision"] = revision
     if vae:
         spec["vae"] = relative(vae)
     if kind == "sdxl":

@@ -28,21 +28,26 @@ from typing import Any
 
 from ..errors import ModelError
 from . import bundle
-from .check import check_components, compare, unet_shapes
+from .check import check_components, compare
 
-DTYPES = ("float32", "float16", "bfloat16")
+# the settings a checkpoint's weights depend on (rule resolve_checkpoint reruns when one changes; method and note
+# are labels, which the tables job reads from the config)
+LOAD_KEYS = ("source", "load", "subfolder", "weight_name", "revision", "dtype")
 
 
 @dataclass(frozen=True)
 class LoadKind:
     name: str
-    description: str
     patterns: Callable[[dict[str, Any]], list[str]]  # the files of the source it needs (hub downloads)
     resolve: Callable[[str, dict[str, Any], Path, Path, Path], dict[str, Any]]
+    one_file: bool = False  # reads `weight_name` only
 
 
 def is_hub_id(source: str) -> bool:
-    return not Path(source).exists() and not Path(source).is_absolute() and source.count("/") == 1
+    """An owner/name hub id, told from a path as bundle._local_or_hub does: no such local path, not absolute, not
+    starting with '.', exactly one '/'."""
+    path = Path(source)
+    return not path.exists() and not path.is_absolute() and not source.startswith(".") and source.count("/") == 1
 
 
 def fetch(name: str, settings: dict[str, Any], patterns: list[str]) -> tuple[Path, str | None]:
@@ -55,13 +60,16 @@ def fetch(name: str, settings: dict[str, Any], patterns: list[str]) -> tuple[Pat
             )
         return Path(source), None
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     try:
         folder = Path(snapshot_download(source, revision=revision, allow_patterns=patterns))
-    except (LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as error:
+    except (LocalEntryNotFoundError, HfHubHTTPError, HFValidationError, OSError) as error:
+        # no such repository or revision, no network, offline without a cached snapshot, a damaged cache
+        first = str(error).splitlines()[0] if str(error) else ""
         raise ModelError(
-            f"checkpoint {name}: cannot fetch {source} at revision {revision or 'main'}: {error}"
+            f"checkpoint {name}: cannot fetch {source} at revision {revision or 'main'}: "
+            f"{type(error).__name__}: {first}"
         ) from None
     return folder, folder.name  # snapshots/<commit>
 
@@ -69,7 +77,9 @@ def fetch(name: str, settings: dict[str, Any], patterns: list[str]) -> tuple[Pat
 def _base(base_dir: Path) -> tuple[dict[str, Any], Path, Path | None]:
     """The base model's spec, its components as a local folder and its VAE override (if any)."""
     spec = bundle.read_spec(base_dir)
-    components = bundle._local_folder(bundle._local_or_hub(base_dir, spec["components"], "components"))
+    components = bundle._local_folder(
+        bundle._local_or_hub(base_dir, spec["components"], "components"), spec.get("components_revision")
+    )
     vae = bundle._local_or_hub(base_dir, spec.get("vae"), "vae")
     return spec, components, bundle._local_folder(vae) if vae else None
 
@@ -117,13 +127,11 @@ def _resolve_unet(default_sub: str | None) -> Callable[..., dict[str, Any]]:
 def _resolve_pipeline(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
     """Its own text encoders, tokenizers and scheduler; the base's VAE override if the base has one (SPO's SDXL
     inference swaps in the fp16-safe VAE, as config/sdxl.yaml's base does)."""
-    base, base_components, vae = _base(base_dir)
-    summary = _checked(name, base["kind"], root, root / "unet", vae)
-    base_width = _checked(name, base["kind"], base_components, root / "unet", vae)["cross_attention_dim"]
-    if base_width != summary["cross_attention_dim"]:
-        raise ModelError(f"checkpoint {name}: its text encoders do not fit the base's")
+    base, _, vae = _base(base_dir)
+    summary = _checked(name, base["kind"], root, root / "unet", vae)  # a pipeline of another kind fails here
     spec = _derived_spec(base_dir, base, out)
     spec["components"] = settings["source"] if is_hub_id(settings["source"]) else _relative(root, out)
+    spec.pop("components_revision", None)  # the base's; a hub pipeline's own commit is set by resolve_checkpoint
     spec["unet"] = None
     return {"spec": spec, **summary}
 
@@ -144,9 +152,17 @@ def read_weights(path: Path, what: str) -> dict[str, Any]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as error:  # a truncated or foreign file
+            raise ModelError(f"{what}: {path} is not a readable safetensors file ({error})") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # memory-mapped where the format allows: an SDXL UNet is 10 GB in float32
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # the legacy (pre-zip) format
     except Exception as error:  # a pickle that holds more than tensors, or a damaged file
         raise ModelError(f"{what}: {path} is not a plain tensor state dict ({type(error).__name__}: {error})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -169,16 +185,19 @@ def _save_unet(unet: Any, settings: dict[str, Any], base_dir: Path, out: Path, *
     unet.to(getattr(torch, settings.get("dtype") or "float32")).save_pretrained(out / "unet")
     spec = _derived_spec(base_dir, bundle.read_spec(base_dir), out)
     spec["unet"] = "unet"
-    spec.pop("unet_subfolder", None)
+    for key in ("unet_subfolder", "unet_revision"):
+        spec.pop(key, None)
     return {"spec": spec, "unet_parameters": sum(p.numel() for p in unet.parameters()), **summary}
 
 
 def _resolve_lora(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
-    from .lora import fuse_lora
+    from .lora import adapter_alpha, fuse_lora
 
     path = _weight_file(name, settings, root)
+    what = f"checkpoint {name} ({path.name})"
+    alpha = adapter_alpha(path, what) if path.suffix == ".safetensors" else None
     unet = _base_unet(base_dir)
-    modules = fuse_lora(unet, read_weights(path, f"checkpoint {name}"), f"checkpoint {name} ({path.name})")
+    modules = fuse_lora(unet, read_weights(path, f"checkpoint {name}"), what, default_alpha=alpha)
     return _save_unet(unet, settings, base_dir, out, lora_modules=modules)
 
 
@@ -188,8 +207,9 @@ def _resolve_state_dict(name: str, settings: dict[str, Any], root: Path, base_di
     state = read_weights(path, f"checkpoint {name}")
     if all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel wrapper
         state = {k.removeprefix("module."): v for k, v in state.items()}
+    expected = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
     try:  # names and shapes first, so the message says what differs; then a strict load
-        compare(unet_shapes(unet.config), {k: tuple(v.shape) for k, v in state.items()}, f"checkpoint {name} ({path})")
+        compare(expected, {k: tuple(v.shape) for k, v in state.items()}, f"checkpoint {name} ({path})")
     except ModelError as error:
         raise ModelError(f"{error}; is it a UNet of another base?") from None
     unet.load_state_dict(state, strict=True)
@@ -197,25 +217,27 @@ def _resolve_state_dict(name: str, settings: dict[str, Any], root: Path, base_di
 
 
 def _unet_files(sub: str | None) -> list[str]:
+    """A UNet folder's config and default weights (single or sharded), not its fp16 or other variant files."""
     prefix = f"{sub}/" if sub else ""
-    return [f"{prefix}config.json", f"{prefix}diffusion_pytorch_model*"]
+    names = ("config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "*.index.json")
+    return [prefix + n for n in names] + [f"{prefix}diffusion_pytorch_model-*"]
+
+
+def _file_pattern(settings: dict[str, Any]) -> str:
+    sub = _subfolder(settings, None)
+    return f"{sub}/{settings['weight_name']}" if sub else settings["weight_name"]
 
 
 LOAD_KINDS = {
     kind.name: kind
     for kind in (
-        LoadKind("unet", "UNet in a subfolder", lambda s: _unet_files(_subfolder(s, "unet")), _resolve_unet("unet")),
-        LoadKind("unet_root", "UNet at the root", lambda s: _unet_files(_subfolder(s, None)), _resolve_unet(None)),
-        LoadKind("pipeline", "full diffusers pipeline", lambda s: bundle.HUB_PATTERNS, _resolve_pipeline),
-        LoadKind("lora", "diffusers-format UNet LoRA", lambda s: [_file_pattern(s)], _resolve_lora),
-        LoadKind("state_dict", "UNet state dict file", lambda s: [_file_pattern(s)], _resolve_state_dict),
+        LoadKind("unet", lambda s: _unet_files(_subfolder(s, "unet")), _resolve_unet("unet")),
+        LoadKind("unet_root", lambda s: _unet_files(_subfolder(s, None)), _resolve_unet(None)),
+        LoadKind("pipeline", lambda s: bundle.HUB_PATTERNS, _resolve_pipeline),
+        LoadKind("lora", lambda s: [_file_pattern(s)], _resolve_lora, one_file=True),
+        LoadKind("state_dict", lambda s: [_file_pattern(s)], _resolve_state_dict, one_file=True),
     )
 }
-
-
-def _file_pattern(settings: dict[str, Any]) -> str:
-    sub = _subfolder(settings, None)
-    return f"{sub}/{settings.get('weight_name') or '*'}" if sub else settings.get("weight_name") or "*"
 
 
 def resolve_checkpoint(name: str, settings: dict[str, Any], base_dir: str | Path, out: str | Path) -> dict[str, Any]:
@@ -223,6 +245,8 @@ def resolve_checkpoint(name: str, settings: dict[str, Any], base_dir: str | Path
     kind = LOAD_KINDS.get(settings["load"])
     if kind is None:
         raise ModelError(f"checkpoint {name}: unknown load kind {settings['load']!r} (one of {', '.join(LOAD_KINDS)})")
+    if kind.one_file and not settings.get("weight_name"):  # before any download: never fetch a whole repository
+        raise ModelError(f"checkpoint {name}: load {kind.name} needs checkpoints.{name}.weight_name")
     out, base_dir = Path(out), Path(base_dir)
     root, commit = fetch(name, settings, kind.patterns(settings))
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +260,7 @@ def resolve_checkpoint(name: str, settings: dict[str, Any], base_dir: str | Path
     record = {
         "checkpoint": {
             "name": name,
-            **{k: settings.get(k) for k in ("source", "load", "subfolder", "weight_name", "method", "note", "dtype")},
+            **{k: settings.get(k) for k in LOAD_KEYS if k != "revision"},
             "revision_requested": settings.get("revision"),
             "revision": commit,
         },

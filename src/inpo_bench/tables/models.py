@@ -13,22 +13,25 @@ MODEL_COLUMNS = ["model", "origin", "method", "source", "load", "revision", "not
 SAMPLER_KEYS = ["sampler", "eta", "steps", "cfg", "grid", "seeds", "dtype", "resolution"]
 
 
-def model_table(model_files: dict[str, str | Path]) -> pd.DataFrame:
-    """One row per model from its model.json: a checkpoint's record, or what trained it here."""
+def model_table(model_files: dict[str, str | Path], labels: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per model from its model.json: a checkpoint's record, or what trained it here. `labels` gives a
+    checkpoint's method and note from the config (labels only: editing them must not resolve it again)."""
+    labels = labels or {}
     rows = []
     for model, path in model_files.items():
         spec = json.loads(Path(path).read_text())
         release = spec.get("checkpoint")
         if release:
+            label = labels.get(model, {})
             rows.append(
                 {
                     "model": model,
                     "origin": "released checkpoint",
-                    "method": release["method"],
+                    "method": label.get("method", release.get("method", "")),
                     "source": release["source"] + (f"/{release['weight_name']}" if release.get("weight_name") else ""),
                     "load": release["load"],
                     "revision": release.get("revision") or "",
-                    "note": release.get("note") or "",
+                    "note": label.get("note", release.get("note") or ""),
                 }
             )
         else:
