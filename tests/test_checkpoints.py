@@ -223,28 +223,21 @@ def test_bad_checkpoints_fail_naming_the_checkpoint_and_the_problem(stand_ins, t
         assert "checkpoint suspect" in str(error.value), case
 
 
-def test_the_checkpoint_command_fails_in_one_line_and_leaves_no_model(stand_ins, tmp_path):
-    spec = json.dumps({"load": "unet_root", "source": str(stand_ins["sdxl"] / "unet"), "method": "dpo", "base": "sd"})
-    out = tmp_path / "models" / "wrong"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inpo_bench",
-            "checkpoint",
-            "--name",
-            "wrong",
-            "--spec",
-            spec,
-            "--base",
-            str(stand_ins["base"]),
-            "--out",
-            str(out),
-        ],
+def checkpoint_command(name: str, settings: dict, base: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
+    """`python -m inpo_bench checkpoint` in a subprocess, offline, with this checkout's package."""
+    command = ["checkpoint", "--name", name, "--spec", json.dumps(settings), "--base", str(base), "--out", str(out)]
+    return subprocess.run(
+        [sys.executable, "-m", "inpo_bench", *command],
         capture_output=True,
         text=True,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")},
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src"), **env},
     )
+
+
+def test_the_checkpoint_command_fails_in_one_line_and_leaves_no_model(stand_ins, tmp_path):
+    settings = {"load": "unet_root", "source": str(stand_ins["sdxl"] / "unet"), "method": "dpo", "base": "sd"}
+    out = tmp_path / "models" / "wrong"
+    result = checkpoint_command("wrong", settings, stand_ins["base"], out)
     assert result.returncode == 1 and "checkpoint wrong" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
 
@@ -361,21 +354,10 @@ def test_a_hub_checkpoint_is_pinned_to_the_commit_it_resolved(stand_ins, tmp_pat
     unet = stand_ins["checkpoint_unet"] / "unet"
     cache = tmp_path / "hub"
     commit = _hub_cache(cache, "someone/dpo-sd", {f"unet/{f.name}": f for f in unet.iterdir()})
-    spec = json.dumps({"load": "unet", "source": "someone/dpo-sd", "method": "dpo", "base": "sd", "revision": None})
+    settings = {"load": "unet", "source": "someone/dpo-sd", "method": "dpo", "base": "sd", "revision": None}
     out = tmp_path / "models" / "dpo_release"
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")}
-    command = [
-        "checkpoint",
-        "--name",
-        "dpo_release",
-        "--spec",
-        spec,
-        "--base",
-        str(stand_ins["base"]),
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run([sys.executable, "-m", "inpo_bench", *command], capture_output=True, text=True, env=env)
+    result = checkpoint_command("dpo_release", settings, stand_ins["base"], out, HF_HUB_CACHE=str(cache))
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "model.json").read_text())
     assert record["unet"] == "someone/dpo-sd" and record["unet_revision"] == commit
