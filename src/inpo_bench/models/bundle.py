@@ -175,6 +175,26 @@ def read_spec(model_dir: str | Path) -> dict[str, Any]:
     return spec
 
 
+def looks_like_hub_id(location: str) -> bool:
+    """owner/name: not absolute, not starting with '.', exactly one '/' (a path that does not exist is an error)."""
+    return not Path(location).is_absolute() and not location.startswith(".") and location.count("/") == 1
+
+
+def relative_location(location: str | Path, model_dir: Path) -> str:
+    """A location for model_dir's model.json: an existing path relative to model_dir, a hub id as it is."""
+    return os.path.relpath(location, model_dir) if Path(location).exists() else str(location)
+
+
+def derived_spec(parent_dir: Path, model_dir: Path) -> dict[str, Any]:
+    """The spec of a model on parent_dir's frozen components (referenced, not copied), relative to model_dir."""
+    parent = read_spec(parent_dir)
+    spec = {key: value for key, value in parent.items() if key != "format"}
+    spec["components"] = _portable(parent["components"], parent_dir, model_dir)
+    if parent.get("vae"):
+        spec["vae"] = _portable(parent["vae"], parent_dir, model_dir)
+    return spec
+
+
 def _local_or_hub(model_dir: Path, location: str | None, what: str) -> str | None:
     """A location relative to the model directory if it exists there, else an absolute path or a hub id."""
     if location is None:
@@ -182,7 +202,7 @@ def _local_or_hub(model_dir: Path, location: str | None, what: str) -> str | Non
     local = model_dir / location
     if local.exists():
         return str(local)
-    if Path(location).is_absolute() or location.startswith(".") or location.count("/") != 1:
+    if not looks_like_hub_id(location):
         raise ModelError(f"{model_dir / MODEL_FILE}: {what} {location} does not exist")
     return location  # a hub id: from_pretrained fetches it (or finds it in the hub cache)
 
@@ -321,14 +341,16 @@ def write_base_spec(
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
 
-    def relative(location: str) -> str:  # local paths relative to the model directory, hub ids as they are
-        return os.path.relpath(location, model_dir) if Path(location).exists() else location
-
-    spec = {"kind": kind, "resolution": resolution, "components": relative(pretrained), "unet": None}
+    spec = {
+        "kind": kind,
+        "resolution": resolution,
+        "components": relative_location(pretrained, model_dir),
+        "unet": None,
+    }
     if revision:
         spec["components_revision"] = revision
     if vae:
-        spec["vae"] = relative(vae)
+        spec["vae"] = relative_location(vae, model_dir)
     if kind == "sdxl":
         spec["zero_uncond"] = zero_uncond
     _write_spec(model_dir, spec, None)
@@ -351,12 +373,8 @@ def save_derived_model(
 ) -> None:
     """Save a trained UNet whose frozen components are those of parent_dir (referenced, not copied)."""
     model_dir, parent_dir = Path(model_dir), Path(parent_dir)
-    parent = read_spec(parent_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    spec = {key: value for key, value in parent.items() if key != "format"}
-    spec["components"] = _portable(parent["components"], parent_dir, model_dir)
-    if parent.get("vae"):
-        spec["vae"] = _portable(parent["vae"], parent_dir, model_dir)
+    spec = derived_spec(parent_dir, model_dir)
     spec["unet"] = "unet"
     unet.save_pretrained(model_dir / "unet")
     _write_spec(model_dir, spec, extra)

@@ -20,7 +20,6 @@ resolved commit, recorded in model.json); `lora` and `state_dict` write the UNet
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +43,8 @@ class LoadKind:
 
 
 def is_hub_id(source: str) -> bool:
-    """An owner/name hub id, told from a path as bundle._local_or_hub does: no such local path, not absolute, not
-    starting with '.', exactly one '/'."""
-    path = Path(source)
-    return not path.exists() and not path.is_absolute() and not source.startswith(".") and source.count("/") == 1
+    """An owner/name hub id: no such local path, and shaped like one (bundle.looks_like_hub_id)."""
+    return not Path(source).exists() and bundle.looks_like_hub_id(source)
 
 
 def fetch(name: str, settings: dict[str, Any], patterns: list[str]) -> tuple[Path, str | None]:
@@ -93,19 +90,6 @@ def _checked(name: str, kind: str, components: Path, unet: Path, vae: Path | Non
         raise ModelError(f"checkpoint {name}: {error}") from None
 
 
-def _relative(location: Path | str, out: Path) -> str:
-    return os.path.relpath(location, out) if Path(location).exists() else str(location)
-
-
-def _derived_spec(base_dir: Path, base: dict[str, Any], out: Path) -> dict[str, Any]:
-    """A spec on the base's frozen components, with locations re-expressed for `out`."""
-    spec = {k: v for k, v in base.items() if k != "format"}
-    spec["components"] = bundle._portable(base["components"], base_dir, out)
-    if base.get("vae"):
-        spec["vae"] = bundle._portable(base["vae"], base_dir, out)
-    return spec
-
-
 def _subfolder(settings: dict[str, Any], default: str | None) -> str | None:
     sub = settings.get("subfolder")
     return default if sub is None else (sub or None)
@@ -116,8 +100,8 @@ def _resolve_unet(default_sub: str | None) -> Callable[..., dict[str, Any]]:
         base, components, vae = _base(base_dir)
         sub = _subfolder(settings, default_sub)
         summary = _checked(name, base["kind"], components, root / (sub or ""), vae)
-        spec = _derived_spec(base_dir, base, out)
-        spec["unet"] = settings["source"] if is_hub_id(settings["source"]) else _relative(root, out)
+        spec = bundle.derived_spec(base_dir, out)
+        spec["unet"] = settings["source"] if is_hub_id(settings["source"]) else bundle.relative_location(root, out)
         spec["unet_subfolder"] = sub
         return {"spec": spec, **summary}
 
@@ -129,8 +113,8 @@ def _resolve_pipeline(name: str, settings: dict[str, Any], root: Path, base_dir:
     inference swaps in the fp16-safe VAE, as config/sdxl.yaml's base does)."""
     base, _, vae = _base(base_dir)
     summary = _checked(name, base["kind"], root, root / "unet", vae)  # a pipeline of another kind fails here
-    spec = _derived_spec(base_dir, base, out)
-    spec["components"] = settings["source"] if is_hub_id(settings["source"]) else _relative(root, out)
+    spec = bundle.derived_spec(base_dir, out)
+    spec["components"] = settings["source"] if is_hub_id(settings["source"]) else bundle.relative_location(root, out)
     spec.pop("components_revision", None)  # the base's; a hub pipeline's own commit is set by resolve_checkpoint
     spec["unet"] = None
     return {"spec": spec, **summary}
@@ -183,7 +167,7 @@ def _save_unet(unet: Any, settings: dict[str, Any], base_dir: Path, out: Path, *
     import torch
 
     unet.to(getattr(torch, settings.get("dtype") or "float32")).save_pretrained(out / "unet")
-    spec = _derived_spec(base_dir, bundle.read_spec(base_dir), out)
+    spec = bundle.derived_spec(base_dir, out)
     spec["unet"] = "unet"
     for key in ("unet_subfolder", "unet_revision"):
         spec.pop(key, None)
