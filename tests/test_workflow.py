@@ -52,6 +52,24 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_workflow_imports_no_model_library():
+    """Every snakemake start (each dry run, each test, each cluster submission) imports what the rules import;
+    torch, diffusers and transformers belong in the jobs (importing them costs ~4 s here)."""
+    import re
+    import subprocess
+    import sys
+
+    sources = [REPO / "workflow" / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
+    modules = {
+        m for path in sources for m in re.findall(r"^\s*(?:from|import) (inpo_bench[\w.]*)", path.read_text(), re.M)
+    }
+    assert len(modules) >= 5, modules
+    probe = "".join(f"import {m}\n" for m in sorted(modules))
+    probe += "import sys\nprint(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     overlay = tmp_path / "bad.yaml"
     overlay.write_text("pretrain:\n  stpes: 10\nsample:\n  guidance: high\n")

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from . import bundle
 from .check import check_components, compare
+
+# models.bundle (diffusers, ~4 s) is imported inside the functions that use it: every snakemake start imports
+# LOAD_KEYS from here
 
 # the settings a checkpoint's weights depend on (rule resolve_checkpoint reruns when one changes; method and note
 # are labels, which the tables job reads from the config)
@@ -44,6 +46,8 @@ class LoadKind:
 
 def is_hub_id(source: str) -> bool:
     """An owner/name hub id: no such local path, and shaped like one (bundle.looks_like_hub_id)."""
+    from . import bundle
+
     return not Path(source).exists() and bundle.looks_like_hub_id(source)
 
 
@@ -73,6 +77,8 @@ def fetch(name: str, settings: dict[str, Any], patterns: list[str]) -> tuple[Pat
 
 def _base(base_dir: Path) -> tuple[dict[str, Any], Path, Path | None]:
     """The base model's spec, its components as a local folder and its VAE override (if any)."""
+    from . import bundle
+
     spec = bundle.read_spec(base_dir)
     components = bundle._local_folder(
         bundle._local_or_hub(base_dir, spec["components"], "components"), spec.get("components_revision")
@@ -97,6 +103,8 @@ def _subfolder(settings: dict[str, Any], default: str | None) -> str | None:
 
 def _resolve_unet(default_sub: str | None) -> Callable[..., dict[str, Any]]:
     def resolve(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
+        from . import bundle
+
         base, components, vae = _base(base_dir)
         sub = _subfolder(settings, default_sub)
         summary = _checked(name, base["kind"], components, root / (sub or ""), vae)
@@ -108,9 +116,17 @@ def _resolve_unet(default_sub: str | None) -> Callable[..., dict[str, Any]]:
     return resolve
 
 
+def _hub_patterns() -> list[str]:
+    from . import bundle
+
+    return bundle.HUB_PATTERNS
+
+
 def _resolve_pipeline(name: str, settings: dict[str, Any], root: Path, base_dir: Path, out: Path) -> dict[str, Any]:
     """Its own text encoders, tokenizers and scheduler; the base's VAE override if the base has one (SPO's SDXL
     inference swaps in the fp16-safe VAE, as config/sdxl.yaml's base does)."""
+    from . import bundle
+
     base, _, vae = _base(base_dir)
     summary = _checked(name, base["kind"], root, root / "unet", vae)  # a pipeline of another kind fails here
     spec = bundle.derived_spec(base_dir, out)
@@ -159,12 +175,16 @@ def read_weights(path: Path, what: str) -> dict[str, Any]:
 def _base_unet(base_dir: Path) -> Any:
     from diffusers import UNet2DConditionModel
 
+    from . import bundle
+
     location, sub, revision = bundle.unet_source(base_dir, bundle.read_spec(base_dir))
     return UNet2DConditionModel.from_pretrained(location, subfolder=sub, **bundle._revision(location, revision))
 
 
 def _save_unet(unet: Any, settings: dict[str, Any], base_dir: Path, out: Path, **summary: Any) -> dict[str, Any]:
     import torch
+
+    from . import bundle
 
     unet.to(getattr(torch, settings.get("dtype") or "float32")).save_pretrained(out / "unet")
     spec = bundle.derived_spec(base_dir, out)
@@ -217,7 +237,7 @@ LOAD_KINDS = {
     for kind in (
         LoadKind("unet", lambda s: _unet_files(_subfolder(s, "unet")), _resolve_unet("unet")),
         LoadKind("unet_root", lambda s: _unet_files(_subfolder(s, None)), _resolve_unet(None)),
-        LoadKind("pipeline", lambda s: bundle.HUB_PATTERNS, _resolve_pipeline),
+        LoadKind("pipeline", lambda s: _hub_patterns(), _resolve_pipeline),
         LoadKind("lora", lambda s: [_file_pattern(s)], _resolve_lora, one_file=True),
         LoadKind("state_dict", lambda s: [_file_pattern(s)], _resolve_state_dict, one_file=True),
     )
@@ -226,6 +246,8 @@ LOAD_KINDS = {
 
 def resolve_checkpoint(name: str, settings: dict[str, Any], base_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Check one checkpoint against the base and write its model directory; returns what model.json records."""
+    from . import bundle
+
     kind = LOAD_KINDS.get(settings["load"])
     if kind is None:
         raise ModelError(f"checkpoint {name}: unknown load kind {settings['load']!r} (one of {', '.join(LOAD_KINDS)})")
