@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from inpo_bench.smoke import hpsv3
 from inpo_bench.smoke.prompts import hpd_folder, parti_file, pickapic_file
 from inpo_bench.smoke.scorers import HEADS, build_all
 from tests.conftest import TINY, snakemake
@@ -16,12 +17,12 @@ pytestmark = pytest.mark.slow
 
 # every scorer on one prompt set (the smoke runs take Parti and HPDv2 through the DAG, with two scorers each)
 SETS = ["pickapic_test_unique"]
-SCORERS = ["pickscore", "hpsv2", "hpsv21", "imagereward", "aesthetic", "clip"]
+SCORERS = ["pickscore", "hpsv2", "hpsv21", "imagereward", "aesthetic", "hpsv3", "clip"]
 
 
 def test_scorers_and_prompt_sets_through_the_dag(tiny_run, tmp_path):
     workdir = tiny_run.parents[1]
-    files = build_all(tmp_path / "upstream")
+    files = build_all(tmp_path / "upstream") | hpsv3.build(tmp_path / "upstream")
     overlay = tmp_path / "scorers.yaml"
     overlay.write_text(
         yaml.safe_dump(
@@ -44,6 +45,7 @@ def test_scorers_and_prompt_sets_through_the_dag(tiny_run, tmp_path):
                         "vision_heads": HEADS,
                     },
                     "aesthetic": {"clip": str(files["clip_l"]), "head": str(files["aesthetic_head"])},
+                    "hpsv3": {"checkpoint": str(files["hpsv3_checkpoint"]), "base": str(files["qwen2vl"])},
                     "clip": {"model": str(files["clip_l"])},
                 },
                 "eval": {"promptsets": SETS, "scorers": SCORERS},
@@ -60,9 +62,10 @@ def test_scorers_and_prompt_sets_through_the_dag(tiny_run, tmp_path):
         index = pd.read_csv(tiny_run / "samples" / "base" / promptset / "index.csv")
         for scorer in SCORERS:
             scores = pd.read_csv(tiny_run / "scores" / "base" / promptset / f"{scorer}.csv")
-            assert list(scores.columns) == ["prompt_id", "seed", "score"] and len(scores) == len(index)
+            spread = ["sigma"] if scorer == "hpsv3" else []  # HPSv3's second output, beside its score
+            assert list(scores.columns) == ["prompt_id", "seed", "score", *spread] and len(scores) == len(index)
             assert scores.score.notna().all()
             meta = json.loads((tiny_run / "scores" / "base" / promptset / f"{scorer}.json").read_text())
             assert meta["scorer"] == scorer and meta["images"] == len(index) and meta["meaning"]
-    for name in ("hpsv2", "hpsv21", "imagereward", "aesthetic"):  # converted / fetched once, outside any run
+    for name in ("hpsv2", "hpsv21", "imagereward", "aesthetic", "hpsv3"):  # converted / fetched once, outside any run
         assert (workdir / "resources" / "scorers" / name / "scorer.json").is_file()

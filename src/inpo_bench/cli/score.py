@@ -178,9 +178,11 @@ def register(add: Add) -> None:
     p.add_argument("--threads", type=int, default=1)
 
     p = add(
-        "prepare-scorer", cmd_prepare_scorer, "fetch / convert a scorer's weights once (hps, imagereward, aesthetic)"
+        "prepare-scorer",
+        cmd_prepare_scorer,
+        "fetch / convert a scorer's weights once (HPS, ImageReward, aesthetic, HPSv3)",
     )
-    p.add_argument("--scorer", required=True, choices=["hpsv2", "hpsv21", "imagereward", "aesthetic"])
+    p.add_argument("--scorer", required=True, choices=["hpsv2", "hpsv21", "imagereward", "aesthetic", "hpsv3"])
     p.add_argument("--spec", type=json_object, required=True, help="the scorer's config section")
     p.add_argument("--out", required=True)
 

@@ -33,6 +33,8 @@ MODEL_SCORERS: dict[str, str] = {
     "their end token, as OpenAI clip.tokenize(truncate=True))",
     "pickscore_cosine": "PickScore_v1's raw cosine(image, text), as DiffusionDPO's and SmPO's Selector return it "
     "(SmPO's label scorer); settings of scorers.pickscore",
+    "hpsv3": "HPSv3 (Qwen2-VL-7B reward model): mu of its Gaussian reward at the <|Reward|> token, raw as "
+    "the HPDv3 benchmark prints it (SDXL 8.20 there); sigma = exp(log sigma) is written beside it (hpsv3 inference.py)",
     "toy_reward": "the toy world's learned reward model (a tiny CLIP trained on the toy pairs like PickScore): "
     "logit_scale.exp() * cos; toy world only",
 }
@@ -42,7 +44,7 @@ TOY_MODEL_SCORERS = ("toy_reward",)  # trained in the toy world's DAG (models/to
 
 
 # scorers whose upstream weights are fetched / converted once (`inpo-bench prepare-scorer`) before scoring
-PREPARED = ("hpsv2", "hpsv21", "imagereward", "aesthetic")
+PREPARED = ("hpsv2", "hpsv21", "imagereward", "aesthetic", "hpsv3")
 
 
 def section(name: str) -> str:
@@ -52,7 +54,7 @@ def section(name: str) -> str:
 
 def runtime_config(name: str, cfg: dict[str, Any], prepared: str | Path | None) -> dict[str, Any]:
     """The arguments of load_scorer: the config, with prepared files in place of the upstream ones."""
-    if name in ("hpsv2", "hpsv21", "imagereward", "toy_reward"):
+    if name in ("hpsv2", "hpsv21", "imagereward", "hpsv3", "toy_reward"):
         return {"model": str(prepared)}
     if name == "aesthetic":
         return {"clip": cfg["clip"], "head": str(Path(prepared) / "head.pth")}
@@ -91,6 +93,10 @@ def load_scorer(name: str, cfg: dict[str, Any], device: str = "cpu", dtype: str 
         from . import aesthetic
 
         return aesthetic.load(cfg, device, dtype)
+    if name == "hpsv3":
+        from . import hpsv3
+
+        return hpsv3.load(cfg, device, dtype)
     if name == "clip":
         from . import clipscore
 

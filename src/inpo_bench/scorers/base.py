@@ -69,12 +69,23 @@ def score_index(scorer: Scorer, index: pd.DataFrame, folder: str | Path, batch_s
         raise DataError(f"{folder}: {len(missing)} image(s) of index.csv are missing, e.g. {missing[:3]}")
     from ..runtime import Progress
 
-    scores: list[float] = []
+    columns: dict[str, list[float]] = {}
     progress = Progress(f"score ({scorer.name})", len(index), "images")
     for start in range(0, len(index), batch_size):
         block = index.iloc[start : start + batch_size]
         images = open_images(folder / f for f in block.file)
-        scores.extend(np.asarray(scorer.score(images, list(block.prompt)), dtype=np.float64).tolist())
+        prompts = list(block.prompt)
+        # a scorer with more than one output per image (HPSv3's sigma) gives them as columns beside `score`
+        out = (
+            scorer.score_columns(images, prompts)
+            if hasattr(scorer, "score_columns")
+            else {"score": scorer.score(images, prompts)}
+        )
+        for name, values in out.items():
+            columns.setdefault(name, []).extend(np.asarray(values, dtype=np.float64).tolist())
         progress.update(len(block))
     progress.close()
-    return pd.DataFrame({"prompt_id": index.prompt_id.to_numpy(), "seed": index.seed.to_numpy(), "score": scores})
+    return pd.DataFrame(
+        {"prompt_id": index.prompt_id.to_numpy(), "seed": index.seed.to_numpy(), "score": columns.get("score", [])}
+        | {k: v for k, v in columns.items() if k != "score"}
+    )

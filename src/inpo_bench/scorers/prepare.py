@@ -3,6 +3,8 @@
 - hpsv2 / hpsv21: the open_clip checkpoint (local, or downloaded from the hub repo xswu/HPSv2) converted to a
   transformers CLIPModel directory;
 - imagereward: ImageReward.pt and med_config.json (local, or from THUDM/ImageReward) converted to BLIP + head;
+- hpsv3: HPSv3.safetensors (local, or from MizzenAI/HPSv3) beside the configuration, tokenizer and chat template
+  of Qwen2-VL-7B-Instruct (a local directory, or only those files of the hub repository, no weights);
 - aesthetic: the LAION head (local, or downloaded from the improved-aesthetic-predictor repository, checked
   against its published SHA-256) copied next to a record.
 
@@ -52,6 +54,11 @@ def prepare(name: str, cfg: dict[str, Any], out_dir: str | Path) -> Path:
         return imagereward.convert(
             checkpoint, med, location(cfg["bert"], "scorers.imagereward.bert"), out_dir, cfg.get("vision_heads", 16)
         )
+    if name == "hpsv3":
+        from . import hpsv3
+
+        checkpoint = cfg.get("checkpoint") or _hub_file("MizzenAI/HPSv3", "HPSv3.safetensors")
+        return hpsv3.prepare(checkpoint, _hub_configs(location(cfg["base"], "scorers.hpsv3.base")), out_dir)
     if name == "aesthetic":
         head = Path(cfg["head"]) if cfg.get("head") else _download(AESTHETIC_URL, out_dir / "download.pth")
         state = torch_load(head)
@@ -67,6 +74,15 @@ def prepare(name: str, cfg: dict[str, Any], out_dir: str | Path) -> Path:
         )
         return out_dir
     raise ValueError(f"scorer {name!r} needs no preparation; prepared scorers are {PREPARED}")
+
+
+def _hub_configs(value: str) -> Path:
+    """A local directory as it is; of a hub repository only its configuration, tokenizer and template files."""
+    if Path(value).is_dir():
+        return Path(value)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(value, allow_patterns=["*.json", "*.txt", "*.jinja", "*.model"]))
 
 
 def _download(url: str, target: Path) -> Path:

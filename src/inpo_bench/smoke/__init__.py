@@ -1,7 +1,7 @@
 """Tiny stand-ins, in the real file formats, for everything the paper-scale path downloads.
 
 `build_all(root)` writes: Stable Diffusion 1.5 and SDXL pipelines (diffusers save_pretrained), a Pick-a-Pic v2
-train shard with a tie and a corrupt image, the three prompt-set files, the upstream checkpoints of the five
+train shard with a tie and a corrupt image, the three prompt-set files, the upstream checkpoints of the six
 scorers and one released-checkpoint stand-in per load kind. config/smoke-sd.yaml runs the whole paper DAG on them,
 config/smoke-checkpoints.yaml evaluates the checkpoint stand-ins, each on a CPU in a couple of minutes.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import checkpoints, pipelines, prompts, scorers
+from . import checkpoints, hpsv3, pipelines, prompts, scorers
 
 
 def build_all(root: str | Path) -> dict[str, str]:
@@ -24,6 +24,7 @@ def build_all(root: str | Path) -> dict[str, str]:
         "parti": prompts.parti_file(root / "prompts" / "PartiPrompts.tsv"),
         "hpdv2": prompts.hpd_folder(root / "prompts" / "HPDv2"),
         **scorers.build_all(root / "scorers"),
+        **hpsv3.build(root / "scorers"),
     }
     paths.update(checkpoints.build_checkpoints(paths["sd15"], root / "checkpoints"))
     manifest = {name: str(path) for name, path in paths.items()}
