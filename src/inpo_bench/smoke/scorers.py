@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
@@ -26,17 +27,20 @@ def _g(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def clip_dir(path: Path, seed: int = 0, act: str = "gelu") -> Path:
-    """A tiny CLIPModel with a CLIP BPE tokenizer and a 32 px PIL image processor, saved like a hub repo."""
-    tokenizer = build_clip_tokenizer(WORDS, 77)
+def clip_dir(
+    path: Path, seed: int = 0, act: str = "gelu", tokenizer: Any = None, width: int = WIDTH, heads: int = HEADS
+) -> Path:
+    """A tiny CLIPModel with a CLIP BPE tokenizer (a toy one unless given) and a 32 px PIL image processor, saved
+    like a hub repo."""
+    tokenizer = tokenizer or build_clip_tokenizer(WORDS, 77)
     vocab = len(tokenizer)
     config = CLIPConfig(
         text_config={
             "vocab_size": vocab,
-            "hidden_size": WIDTH,
-            "intermediate_size": 4 * WIDTH,
+            "hidden_size": width,
+            "intermediate_size": 4 * width,
             "num_hidden_layers": LAYERS,
-            "num_attention_heads": HEADS,
+            "num_attention_heads": heads,
             "max_position_embeddings": 77,
             "hidden_act": act,
             "bos_token_id": tokenizer.bos_token_id,
@@ -44,10 +48,10 @@ def clip_dir(path: Path, seed: int = 0, act: str = "gelu") -> Path:
             "pad_token_id": tokenizer.pad_token_id,
         },
         vision_config={
-            "hidden_size": WIDTH,
-            "intermediate_size": 4 * WIDTH,
+            "hidden_size": width,
+            "intermediate_size": 4 * width,
             "num_hidden_layers": LAYERS,
-            "num_attention_heads": HEADS,
+            "num_attention_heads": heads,
             "image_size": IMAGE,
             "patch_size": PATCH,
             "hidden_act": act,
@@ -63,8 +67,9 @@ def clip_dir(path: Path, seed: int = 0, act: str = "gelu") -> Path:
     return path
 
 
-def openclip_state(seed: int = 1, vocab: int | None = None) -> dict[str, torch.Tensor]:
-    """An open_clip ViT state dict with the tiny CLIP's dimensions, named as open_clip names it."""
+def openclip_state(seed: int = 1, vocab: int | None = None, width: int = WIDTH) -> dict[str, torch.Tensor]:
+    """An open_clip (= OpenAI CLIP) ViT state dict with the tiny CLIP's dimensions, named as open_clip names it."""
+    WIDTH = width  # noqa: N806 (the blocks below read it)
     g = _g(seed)
     vocab = vocab or len(build_clip_tokenizer(WORDS, 77))
 
