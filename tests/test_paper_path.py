@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
@@ -120,9 +121,12 @@ def test_paper_configs_plan_sane_slurm_jobs(tmp_path, config):
     # base, sft, dpo, inpo (+ kto for SD1.5); pickapic, parti, hpdv2 sampled (hpdv2's styles are derived)
     trained = 4 if run == "sd15" else 3
     models, sampled, styles = 1 + trained, 3, 4
+    scorers = yaml.safe_load((REPO / "config" / config).read_text())["eval"]["scorers"]
+    assert len(scorers) == 7 and "hpsv3" in scorers  # the six of the paper's era and HPSv3
     assert counts["train"] == trained and counts["base_model"] == 1 and counts["prepare_pairs"] == 1
-    assert counts["sample"] == models * sampled and counts["score_model"] == models * sampled * 6
-    assert counts["subset_scores"] == models * styles and counts["prepare_scorer"] == 4
+    assert counts["sample"] == models * sampled and counts["score_model"] == models * sampled * len(scorers)
+    prepared = {"hpsv2", "hpsv21", "imagereward", "aesthetic", "hpsv3"}  # converted or fetched once
+    assert counts["subset_scores"] == models * styles and counts["prepare_scorer"] == len(prepared & set(scorers))
     assert counts.get("encode_pairs", 0) == (1 if run == "sd15" else 0)  # sdxl encodes per batch
     for rule, res in resources.items():
         assert int(res["mem_mb"]) >= 8000 and int(res["runtime"]) >= 60, rule
