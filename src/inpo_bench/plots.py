@@ -66,6 +66,31 @@ def training_curves(curves: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+def noise_schedules(alphas_cumprod: np.ndarray, resolution: int, path: str | Path) -> None:
+    """log-SNR against t: the toy base's schedule, Stable Diffusion's on 64 x 64 latents, and SD's raised by the
+    resolution factor 2 ln(64 / resolution) (toyworld/schedule.py): the toy curve that carries SD's information."""
+    from .toyworld import schedule
+
+    sd = schedule.log_snr(schedule.scaled_linear())
+    fig, ax = plt.subplots(figsize=(7, 4))
+    t = np.arange(len(sd))
+    ax.plot(t, sd, label="Stable Diffusion 1.5 / SDXL (scaled linear, 64 x 64 latents)", color="black")
+    ax.plot(
+        t,
+        sd + 2 * np.log(schedule.SD_LATENT_SIDE / resolution),
+        ls="--",
+        color="grey",
+        label=f"SD's information at {resolution} x {resolution} (+ 2 ln({schedule.SD_LATENT_SIDE}/{resolution}))",
+    )
+    own = schedule.log_snr(alphas_cumprod)
+    ax.plot(np.arange(len(own)), own, label="this toy base", color="tab:red")
+    ax.axhline(0, lw=0.5, color="grey")
+    ax.set_xlabel("timestep t")
+    ax.set_ylabel("log SNR = log(abar / (1 - abar))")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def ablation_groups(table: pd.DataFrame, parameters: list[str]) -> dict[str, pd.DataFrame]:
     """The rows each ablation panel shows: per parameter, the default and every cell that differs from the default
     in that parameter alone (sorted by its value when all values are numbers); cells that change several

@@ -139,7 +139,11 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
         name:
             suite_rule("figures", suite)
         input:
-            **({"curves": f"{root}/tables/training_curves.csv"} if TOY else {}),
+            **(
+                {"curves": f"{root}/tables/training_curves.csv", "base": BASE_MODEL}
+                if TOY
+                else {}
+            ),
             wins=f"{root}/tables/win_rates.csv",
             samples=expand(
                 f"{OUT}/samples/{{model}}/{{promptset}}/index.csv",
@@ -153,7 +157,12 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                         f"{root}/figures/training_curves.png",
                         caption="../report/figures.rst",
                         category="Figures",
-                    )
+                    ),
+                    "schedule": report(
+                        f"{root}/figures/noise_schedule.png",
+                        caption="../report/figures.rst",
+                        category="Figures",
+                    ),
                 }
                 if TOY
                 else {}
@@ -178,7 +187,10 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
         params:
             out_dir=folder("output.wins"),
             curves=lambda wc, input: (
-                f"--curves {input.curves}" if "curves" in input.keys() else ""
+                f"--curves {input.curves} --schedule {os.path.dirname(input.base)}/scheduler"
+                f" --resolution {config['world']['resolution']}"
+                if "curves" in input.keys()
+                else ""
             ),
             # samples/<model>/<promptset>/index.csv -> samples/
             samples_root=lambda wc, input: os.path.dirname(

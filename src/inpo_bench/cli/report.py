@@ -180,6 +180,11 @@ def cmd_figures(args: argparse.Namespace) -> None:
     plots.win_rate_bars(wins, out / "win_rates.png")
     if args.curves:
         plots.training_curves(pd.read_csv(args.curves), out / "training_curves.png")
+    if args.schedule:
+        from diffusers import DDIMScheduler
+
+        abar = DDIMScheduler.from_pretrained(args.schedule).alphas_cumprod.double().numpy()
+        plots.noise_schedules(abar, args.resolution, out / "noise_schedule.png")
     for promptset in args.promptsets:
         columns = {m: Path(args.samples_root) / m / promptset for m in args.grid_models}
         index = pd.read_csv(columns[args.grid_models[0]] / "index.csv", dtype={"prompt_id": str})
@@ -249,6 +254,8 @@ def register(add: Add) -> None:
     p = add("figures", cmd_figures, "win-rate bars, training curves, ablation panels, image grids")
     p.add_argument("--win-rates", required=True)
     p.add_argument("--curves", help="training_curves.csv (toy world)")
+    p.add_argument("--schedule", help="the toy base's scheduler folder: draw noise_schedule.png against SD's")
+    p.add_argument("--resolution", type=int, default=16, help="the toy world's image side (with --schedule)")
     p.add_argument("--samples-root", required=True, help="the samples/ folder")
     p.add_argument("--grid-models", nargs="+", required=True)
     p.add_argument("--promptsets", nargs="+", required=True)

@@ -47,13 +47,20 @@ def build_text_encoder(cfg: dict[str, Any], tokenizer: CLIPTokenizer) -> CLIPTex
     return CLIPTextModel(config)
 
 
-def build_scheduler(cfg: dict[str, Any]) -> DDIMScheduler:
-    """The noise schedule, stored in DDIM form like Stable Diffusion's `scheduler/` folder."""
+def build_scheduler(cfg: dict[str, Any], resolution: int) -> DDIMScheduler:
+    """The noise schedule, stored in DDIM form like Stable Diffusion's `scheduler/` folder; `sd_matched` is
+    stored as its betas (toyworld/schedule.py)."""
+    named: dict[str, Any] = {"beta_schedule": cfg["beta_schedule"]}
+    if cfg["beta_schedule"] == "sd_matched":
+        from ..toyworld import schedule
+
+        abar = schedule.sd_matched(resolution, cfg["train_timesteps"], cfg.get("snr_taper_from", 0.8))
+        named = {"trained_betas": schedule.betas(abar).tolist()}
     return DDIMScheduler(
         num_train_timesteps=cfg["train_timesteps"],
         beta_start=cfg["beta_start"],
         beta_end=cfg["beta_end"],
-        beta_schedule=cfg["beta_schedule"],
+        **named,
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
@@ -70,5 +77,5 @@ def build_toy_model(cfg: dict[str, Any], words: list[str], resolution: int) -> T
         unet=build_unet(cfg, resolution),
         text_encoder=build_text_encoder(cfg, tokenizer),
         tokenizer=tokenizer,
-        scheduler=build_scheduler(cfg),
+        scheduler=build_scheduler(cfg, resolution),
     )
