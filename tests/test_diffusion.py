@@ -69,7 +69,8 @@ def test_grid_matches_diffusers(steps):
     assert ddim_timesteps(1000, steps, offset=1) == scheduler.timesteps.tolist()
 
 
-def test_ddim_step_matches_diffusers_scheduler_step():
+@pytest.mark.parametrize("clip", [False, True])
+def test_ddim_step_matches_diffusers_scheduler_step(clip):
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
         beta_schedule="linear",
@@ -77,7 +78,7 @@ def test_ddim_step_matches_diffusers_scheduler_step():
         beta_end=0.02,
         steps_offset=1,
         set_alpha_to_one=False,
-        clip_sample=False,
+        clip_sample=clip,
     )
     scheduler.set_timesteps(20)
     abar = scheduler.alphas_cumprod
@@ -88,8 +89,12 @@ def test_ddim_step_matches_diffusers_scheduler_step():
         eps = torch.randn(2, 3, 8, 8, generator=g)
         expected = scheduler.step(eps, t, x).prev_sample
         nxt = abar[grid[i + 1]] if i + 1 < len(grid) else abar[0]
-        assert torch.allclose(ddim_step(x, eps, abar[t], nxt), expected, atol=1e-5)
+        assert torch.allclose(ddim_step(x, eps, abar[t], nxt, 1.0 if clip else None), expected, atol=1e-5)
         x = expected
+    if clip:  # at t = 951 the unclipped x0 prediction is ~100 x the eps error: the clamp is what differs
+        eps = torch.randn(2, 3, 8, 8, generator=g)
+        x = torch.randn(2, 3, 8, 8, generator=g)
+        assert not torch.allclose(ddim_step(x, eps, abar[951], abar[901]), ddim_step(x, eps, abar[951], abar[901], 1.0))
 
 
 def test_initial_noise_depends_only_on_prompt_and_seed():

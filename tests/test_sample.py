@@ -87,3 +87,33 @@ def test_prompts_are_text_encoded_batch_by_batch(tiny_model_dir):
     prompts = [(f"p{i}", f"a red circle on a {c} background") for i, c in enumerate(["blue", "white", "black"] * 3)]
     images = list(generate(model, prompts, [0, 1], SamplerSettings(steps=2, batch_size=4)))
     assert len(images) == 18 and max(sizes) <= 4 and sum(sizes) >= 9
+
+
+def test_the_toy_sampler_clamps_x0_as_diffusers_ddim_with_clip_sample(tiny_model_dir):
+    """denoise against diffusers' DDIMScheduler.step on the same guided eps: the toy base's stored scheduler says
+    clip_sample, so each predicted x0 is clamped to [-1, 1] (an untrained UNet's x0 predictions reach far past)."""
+    from diffusers import DDIMScheduler
+
+    model = load_model(tiny_model_dir)
+    assert model.scheduler.config.clip_sample  # toy_model.clip_sample, stored with the base
+    settings = SamplerSettings(steps=4, guidance=4.0)
+    with torch.no_grad():
+        cond = model.encode_prompts([PROMPTS[0][1]])
+        uncond = model.null_context().expand_as(cond)
+        noise = initial_noise("p", 0, model.x0_shape)[None]
+        ours = denoise(model, noise, cond, uncond, settings)
+        reference = DDIMScheduler.from_config(model.scheduler.config)
+        reference.set_timesteps(settings.steps)
+        x = noise
+        for t in reference.timesteps:
+            eps_u, eps_c = model.eps(model.unet, torch.cat([x, x]), int(t), torch.cat([uncond, cond])).chunk(2)
+            x = reference.step(eps_u + settings.guidance * (eps_c - eps_u), t, x).prev_sample
+    assert torch.allclose(ours, x, atol=1e-5)
+    unclamped = DDIMScheduler.from_config({**model.scheduler.config, "clip_sample": False})
+    unclamped.set_timesteps(settings.steps)
+    with torch.no_grad():
+        x = noise
+        for t in unclamped.timesteps:
+            eps_u, eps_c = model.eps(model.unet, torch.cat([x, x]), int(t), torch.cat([uncond, cond])).chunk(2)
+            x = unclamped.step(eps_u + settings.guidance * (eps_c - eps_u), t, x).prev_sample
+    assert not torch.allclose(ours, x, atol=1e-3)  # the clamp acts

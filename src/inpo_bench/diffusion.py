@@ -24,13 +24,25 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> to
     return (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
 
 
-def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor, abar_next: torch.Tensor) -> torch.Tensor:
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    abar_t: torch.Tensor,
+    abar_next: torch.Tensor,
+    clip_x0: float | None = None,
+) -> torch.Tensor:
     """Deterministic DDIM move from level abar_t to level abar_next, in either direction (eta = 0).
 
-    Sampling moves to a lower noise level; inversion uses the same formula to move to a higher one.
+    Sampling moves to a lower noise level; inversion uses the same formula to move to a higher one (never with
+    clip_x0, which would make it irreversible). clip_x0: clamp the predicted x0 to [-clip_x0, clip_x0] and keep
+    the model's eps for the direction, as diffusers' DDIMScheduler.step with clip_sample=True (and
+    use_clipped_model_output=False) does; pixel-space sampling needs it (toy_model.clip_sample).
     """
     abar_next = _per_sample(abar_next, x_t)
-    return abar_next.sqrt() * predict_x0(x_t, eps, abar_t) + (1 - abar_next).sqrt() * eps
+    x0 = predict_x0(x_t, eps, abar_t)
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+    return abar_next.sqrt() * x0 + (1 - abar_next).sqrt() * eps
 
 
 def ddim_timesteps(num_train_timesteps: int, steps: int, offset: int = 1) -> list[int]:

@@ -45,11 +45,13 @@ def denoise(
     grid = ddim_timesteps(model.num_train_timesteps, settings.steps, int(model.scheduler.config.steps_offset))
     x = noise
     context = torch.cat([uncond, cond])
+    config = model.scheduler.config
+    clip_x0 = float(config.get("clip_sample_range", 1.0)) if config.get("clip_sample", False) else None
     for i, t in enumerate(grid):
         eps_u, eps_c = model.eps(model.unet, torch.cat([x, x]), t, context).chunk(2)
         eps = eps_u + settings.guidance * (eps_c - eps_u)
         abar_next = abar[grid[i + 1]] if i + 1 < len(grid) else final_abar
-        x = ddim_step(x, eps, abar[t], abar_next)
+        x = ddim_step(x, eps, abar[t], abar_next, clip_x0)
     return x
 
 

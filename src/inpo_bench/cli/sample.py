@@ -36,6 +36,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
             model=str(args.model),
             prompts=str(args.prompts),
             resolution=model.resolution,
+            clip_sample=bool(model.scheduler.config.get("clip_sample", False)),  # the scheduler's x0 clamp
             images=len(index),
             checkpoint=read_spec(args.model).get("checkpoint"),  # a released checkpoint: what and which commit
             wall_seconds=clock.seconds(),

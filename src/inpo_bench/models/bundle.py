@@ -229,8 +229,10 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu", with_u
         return cls.from_pretrained(components, subfolder=subfolder, **pinned)
 
     scheduler = part(DDIMScheduler, "scheduler")
-    # DDIM on the model's training schedule; clip_sample would clamp latents (some SD1.5 configs lack the key)
-    scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=False, set_alpha_to_one=False)
+    # DDIM on the model's training schedule. Latents are never clamped (some SD1.5 configs lack the key, whose
+    # default is True); pixel-space (toy) models keep the clip_sample they were saved with (toy_model.clip_sample)
+    clip = spec["kind"] == "pixel" and bool(scheduler.config.get("clip_sample", False))
+    scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=clip, set_alpha_to_one=False)
     unet = (
         UNet2DConditionModel.from_pretrained(
             unet_location, subfolder=unet_sub, **_revision(unet_location, unet_revision)

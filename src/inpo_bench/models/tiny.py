@@ -61,7 +61,7 @@ def build_scheduler(cfg: dict[str, Any], resolution: int) -> DDIMScheduler:
         beta_start=cfg["beta_start"],
         beta_end=cfg["beta_end"],
         **named,
-        clip_sample=False,
+        clip_sample=cfg.get("clip_sample", False),  # pixel space: x0 predictions clamped to [-1, 1] in sampling
         set_alpha_to_one=False,
         steps_offset=1,
         prediction_type="epsilon",
