@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from inpo_bench.errors import ModelError
+from inpo_bench.errors import DataError, ModelError
 from inpo_bench.scorers import hpsv3, load_scorer
 from inpo_bench.scorers.base import score_index
 from inpo_bench.smoke import hpsv3 as standin
@@ -180,3 +180,60 @@ def test_the_reward_model_loads_every_weight(release, scorer):
         if key is not None:
             assert torch.equal(loaded[key].float(), value.float()), name
     assert not any(t.is_meta for t in scorer.model.buffers())
+    from transformers import AutoConfig
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLRotaryEmbedding
+
+    fresh = Qwen2VLRotaryEmbedding(AutoConfig.from_pretrained(release["prepared"]).text_config)
+    assert torch.equal(scorer.model.language_model.rotary_emb.inv_freq, fresh.inv_freq)  # rebuilt, not left empty
+
+
+def test_vision_rotary_angles_round_in_bfloat16_as_transformers_4_45_computes_them(release):
+    """4.45's VisionRotaryEmbedding: torch.outer(arange(n, dtype=inv_freq.dtype), inv_freq), cos of that; after
+    hpsv3's cast to bfloat16 the angles are bfloat16. Written out here from that formula."""
+    from transformers import AutoConfig
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLVisionRotaryEmbedding
+
+    config = AutoConfig.from_pretrained(release["prepared"]).vision_config
+    h, w = torch.meshgrid(torch.arange(26), torch.arange(36), indexing="ij")
+    positions = torch.stack([h.flatten(), w.flatten()])
+    stock, ours = Qwen2VLVisionRotaryEmbedding(config), hpsv3.vision_rotary(config)
+    x = torch.zeros(1)
+    torch.testing.assert_close(ours(x, positions)[0], stock(x, positions)[0])  # float32: the same computation
+    ours.to(torch.bfloat16)
+    cos, sin = ours(x.bfloat16(), positions)
+    full = torch.outer(torch.arange(36, dtype=torch.bfloat16), ours.inv_freq)  # bfloat16 angles
+    quarter = full.shape[1]
+    torch.testing.assert_close(cos[:, :quarter], full[positions[0]].cos().float(), rtol=0, atol=0)
+    torch.testing.assert_close(sin[:, quarter : 2 * quarter], full[positions[1]].sin().float(), rtol=0, atol=0)
+    assert (cos - stock(x, positions)[0]).abs().max() > 1e-2  # what rounding the angles changes
+
+
+def test_run_dtype_and_bad_prompts(scorer):
+    assert (
+        hpsv3.run_dtype("cuda", "float16") == torch.bfloat16 and hpsv3.run_dtype("cuda:1", "bfloat16") == torch.bfloat16
+    )
+    assert hpsv3.run_dtype("cuda", "float32") == torch.float32 and hpsv3.run_dtype("cpu", "bfloat16") == torch.float32
+    assert scorer.model.rm_head[0].weight.dtype == torch.float32
+    with pytest.raises(DataError, match="contains"):
+        scorer.score(pictures([(64, 64)]), [f"a cat {hpsv3.REWARD_TOKEN}"])
+    with pytest.raises(ValueError, match="2 images for 1 prompts"):
+        scorer.score(pictures([(64, 64)] * 2), ["a cat"])
+    with pytest.raises(DataError, match="aspect ratio"):
+        scorer.score([Image.new("RGB", (1000, 4))], ["a line"])
+
+
+def test_preparing_again_keeps_the_weights_and_prefers_the_processor_template(release, tmp_path):
+    base = shutil.copytree(release["qwen2vl"], tmp_path / "base")
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    (base / "tokenizer_config.json").write_text(json.dumps(config | {"chat_template": "{{ 'other' }}"}))
+    first = hpsv3.prepare(release["hpsv3_checkpoint"], base, tmp_path / "prepared")
+    assert (first / "chat_template.jinja").read_text() == standin.CHAT_TEMPLATE  # chat_template.json, as 4.45 picks
+    again = hpsv3.prepare(first / "HPSv3.safetensors", base, first)  # the prepared file as the source
+    assert (again / "HPSv3.safetensors").stat().st_size == release["hpsv3_checkpoint"].stat().st_size
+    record = json.loads((again / "scorer.json").read_text())
+    (again / "scorer.json").write_text(json.dumps(record | {"prompt_sha256": "0" * 64}))
+    with pytest.raises(ModelError, match="another instruction"):
+        load_scorer("hpsv3", {"model": str(again)})
+    (again / "scorer.json").write_text("{")
+    with pytest.raises(ModelError, match=r"scorer\.json: not a prepared HPSv3 record"):
+        load_scorer("hpsv3", {"model": str(again)})

@@ -53,6 +53,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         clock = Stopwatch()
         scorer = load_scorer(name, args.spec[name], device, args.dtype)
         scores = score_index(scorer, index, folder, args.batch_size)
+        used = str(getattr(scorer, "dtype", args.dtype)).removeprefix("torch.")  # CPU runs float32; HPSv3 bf16
         del scorer
         gc.collect()
         if not args.samples:
@@ -65,7 +66,7 @@ def cmd_score(args: argparse.Namespace) -> None:
                 meaning=describe(name),
                 config=args.spec[name],
                 device=device,
-                dtype=args.dtype,
+                dtype=used,
                 images=len(scores),
                 source=str(folder),
                 wall_seconds=clock.seconds(),

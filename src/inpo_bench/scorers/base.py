@@ -75,12 +75,16 @@ def score_index(scorer: Scorer, index: pd.DataFrame, folder: str | Path, batch_s
         block = index.iloc[start : start + batch_size]
         images = open_images(folder / f for f in block.file)
         prompts = list(block.prompt)
-        # a scorer with more than one output per image (HPSv3's sigma) gives them as columns beside `score`
-        out = (
-            scorer.score_columns(images, prompts)
-            if hasattr(scorer, "score_columns")
-            else {"score": scorer.score(images, prompts)}
-        )
+        try:  # a scorer with more than one output per image (HPSv3's sigma) gives them as columns beside `score`
+            out = (
+                scorer.score_columns(images, prompts)
+                if hasattr(scorer, "score_columns")
+                else {"score": scorer.score(images, prompts)}
+            )
+        except DataError as error:
+            raise DataError(f"{folder}: one of {list(block.file)}: {error}") from None
+        if "score" not in out or any(len(v) != len(block) for v in out.values()):
+            raise ValueError(f"scorer {scorer.name}: not one value per image in every column of {sorted(out)}")
         for name, values in out.items():
             columns.setdefault(name, []).extend(np.asarray(values, dtype=np.float64).tolist())
         progress.update(len(block))

@@ -21,9 +21,10 @@ sigma = exp(column 1)); the score is mu, as the package's README says, and sigma
 `HPSv3.safetensors` holds every weight (transformers 4.45 key layout: model.*, visual.*, lm_head, rm_head);
 only the configuration, tokenizer and chat template of Qwen2-VL-7B-Instruct are read, never its weights.
 
-Deviations: none in the arithmetic. The image processor's second smart_resize (a same-size resize, i.e. a copy)
-is skipped; on CUDA the model runs in bfloat16 unless float32 is asked (float16 is not used: Qwen2's activations
-overflow it), on CPU in float32 (upstream runs on CUDA only: its head's autocast is CUDA's).
+Deviations: none in the arithmetic (the vision rotary angles are rounded in bfloat16 as 4.45 rounds them, see
+`vision_rotary`). The image processor's second smart_resize (a same-size resize, i.e. a copy) is skipped. On
+CUDA the model runs in bfloat16 unless float32 is asked (float16 is not used: Qwen2's activations overflow it);
+on CPU in float32 (upstream runs on CUDA only: its head's autocast is CUDA's).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import DataError, ModelError
 
 PIXELS = 256 * 28 * 28  # min_pixels = max_pixels in prepare_batch
 FACTOR = 28  # patch 14 x spatial merge 2
@@ -118,6 +119,7 @@ class RewardModel(nn.Module):
 
         self.image_token_id = config.image_token_id
         self.visual = Qwen2VisionTransformerPretrainedModel._from_config(config.vision_config)
+        self.visual.rotary_pos_emb = vision_rotary(config.vision_config)
         self.language_model = Qwen2VLTextModel._from_config(config.text_config)
         self.rm_head = reward_head(config.text_config.hidden_size)
 
@@ -139,7 +141,7 @@ class RewardModel(nn.Module):
         batch, length = input_ids.shape
         positions = torch.arange(length, device=input_ids.device).view(1, 1, -1).expand(3, batch, -1)
         hidden = self.language_model(
-            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False
         ).last_hidden_state
         at_reward = input_ids == reward_token_id
         if not bool((at_reward.sum(-1) == 1).all()):
@@ -200,14 +202,34 @@ def read_checkpoint(path: Path, expected: dict[str, torch.Size] | None = None) -
     return None
 
 
+def vision_rotary(config: Any) -> nn.Module:
+    """Qwen2-VL's vision rotary embedding with the angles computed in the dtype of its inv_freq buffer, as
+    transformers 4.45's VisionRotaryEmbedding does (torch.outer of an arange in that dtype; cos and sin of the
+    result): after the model is cast to bfloat16, as hpsv3 casts it, the angles are bfloat16-rounded (up to
+    ~0.1 rad at a 36-patch side), which is what HPSv3 was trained and is run with. 5.x multiplies in float32.
+    In float32 both are the same computation."""
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLVisionRotaryEmbedding
+
+    class RoundedAngles(Qwen2VLVisionRotaryEmbedding):
+        def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            inv_freq = self.inv_freq.to(x.device)
+            freqs = position_ids[..., None].to(inv_freq.dtype) * inv_freq
+            cos, sin = freqs.cos().float(), freqs.sin().float()
+            return self.recomposition_frequencies(cos), self.recomposition_frequencies(sin)
+
+    return RoundedAngles(config)
+
+
 def materialise_buffers(model: nn.Module) -> None:
     """Rebuild the rotary embeddings (non-persistent buffers computed from the config, so left on the meta
-    device by a meta-device build) and check nothing else stayed there."""
+    device by a meta-device build; the vision one as `vision_rotary`) and check nothing else stayed there."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if type(child).__name__.endswith("RotaryEmbedding"):
+            kind = type(child).__name__
+            if kind.endswith("RotaryEmbedding") or kind == "RoundedAngles":
                 with torch.device("cpu"):
-                    setattr(module, name, type(child)(child.config))
+                    vision = "Vision" in kind or kind == "RoundedAngles"
+                    setattr(module, name, vision_rotary(child.config) if vision else type(child)(child.config))
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise ModelError(f"HPSv3: tensors without values after loading: {left[:6]}")
@@ -219,15 +241,29 @@ def expected_shapes(config: Any) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
+def run_dtype(device: str, dtype: str) -> torch.dtype:
+    """bfloat16 on CUDA unless float32 is asked (float16 too becomes bfloat16: Qwen2 overflows it); float32 on CPU."""
+    return torch.bfloat16 if str(device).startswith("cuda") and dtype != "float32" else torch.float32
+
+
 class HPSv3:
     def __init__(self, model_dir: str | Path, device: str, dtype: str) -> None:
         from transformers import AutoConfig, AutoTokenizer, Qwen2VLImageProcessorPil
 
         model_dir = Path(model_dir)
-        record = json.loads((model_dir / "scorer.json").read_text())
+        self.template = prompt_template()  # before 16 GB of weights: a changed instruction fails at once
+        try:
+            record = json.loads((model_dir / "scorer.json").read_text())
+            record["weights"], record["reward_token_id"]
+        except (ValueError, KeyError) as error:
+            raise ModelError(
+                f"{model_dir / 'scorer.json'}: not a prepared HPSv3 record ({error}); prepare again"
+            ) from None
+        if record.get("prompt_sha256") != PROMPT_SHA256:
+            raise ModelError(f"{model_dir}: prepared with another instruction; run prepare-scorer again")
         self.name = "hpsv3"
         self.device = device
-        self.dtype = torch.bfloat16 if str(device).startswith("cuda") and dtype != "float32" else torch.float32
+        self.dtype = run_dtype(device, dtype)
         config = AutoConfig.from_pretrained(model_dir)
         with torch.device("meta"):
             model = RewardModel(config)
@@ -252,10 +288,21 @@ class HPSv3:
         keys = ("image_mean", "image_std", "patch_size", "temporal_patch_size", "merge_size")
         self.image_processor = Qwen2VLImageProcessorPil(**{k: processor[k] for k in keys if k in processor})
         self.merge = self.image_processor.merge_size**2
-        self.template = prompt_template()
 
     def encode(self, images: list[Image.Image], prompts: list[str]) -> dict[str, torch.Tensor]:
         """prepare_batch: pixels and the chat text with one image-pad token per merged patch."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        for prompt in prompts:  # the tokenizer would read these as the template's own tokens
+            if IMAGE_TOKEN in prompt or REWARD_TOKEN in prompt:
+                raise DataError(
+                    f"prompt {prompt[:80]!r} contains {IMAGE_TOKEN} or {REWARD_TOKEN}, which HPSv3 cannot score"
+                )
+        for image in images:
+            if max(image.size) / min(image.size) > MAX_RATIO:
+                raise DataError(
+                    f"an image of {image.size[0]} x {image.size[1]} px: aspect ratio over HPSv3's {MAX_RATIO}"
+                )
         vision = self.image_processor([resize(i) for i in images], do_resize=False, return_tensors="pt")
         texts = []
         for prompt, grid in zip(prompts, vision["image_grid_thw"]):
@@ -321,12 +368,14 @@ def prepare(checkpoint: str | Path, base: str | Path, out_dir: str | Path) -> Pa
     read_checkpoint(checkpoint, expected_shapes(config))
     template = _chat_template(base, tokenizer)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scorer.json").unlink(missing_ok=True)  # written last: no record of a half-prepared directory
     weights = out_dir / "HPSv3.safetensors"
-    weights.unlink(missing_ok=True)
-    try:
-        os.link(checkpoint, weights)
-    except OSError:
-        shutil.copyfile(checkpoint, weights)
+    if not (weights.exists() and os.path.samefile(checkpoint, weights)):  # preparing the prepared file again
+        weights.unlink(missing_ok=True)
+        try:
+            os.link(checkpoint, weights)
+        except OSError:
+            shutil.copyfile(checkpoint, weights)
     config.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     (out_dir / "chat_template.jinja").write_text(template)
@@ -356,7 +405,12 @@ def _chat_template(base: Path, tokenizer: Any) -> str:
     for name in ("chat_template.json", "chat_template.jinja"):
         path = base / name
         if path.is_file():
-            return json.loads(path.read_text())["chat_template"] if name.endswith(".json") else path.read_text()
+            if name.endswith(".jinja"):
+                return path.read_text()
+            try:
+                return json.loads(path.read_text())["chat_template"]
+            except (ValueError, KeyError) as error:
+                raise ModelError(f"{path}: no readable chat_template ({error})") from None
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.chat_template
     raise ModelError(f"{base}: no chat template (chat_template.json or the tokenizer's); give Qwen2-VL-7B-Instruct")
