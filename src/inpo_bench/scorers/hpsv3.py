@@ -206,8 +206,8 @@ def vision_rotary(config: Any) -> nn.Module:
     """Qwen2-VL's vision rotary embedding with the angles computed in the dtype of its inv_freq buffer, as
     transformers 4.45's VisionRotaryEmbedding does (torch.outer of an arange in that dtype; cos and sin of the
     result): after the model is cast to bfloat16, as hpsv3 casts it, the angles are bfloat16-rounded (by up to
-    ~0.06 rad for the 7B's head size at a 36-patch side), which is what HPSv3 was trained and is run with. 5.x multiplies in float32.
-    In float32 both are the same computation."""
+    ~0.06 rad for the 7B's head size at a 36-patch side), which is what HPSv3 was trained and is run with. 5.x
+    multiplies in float32. In float32 both are the same computation."""
     from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLVisionRotaryEmbedding
 
     class RoundedAngles(Qwen2VLVisionRotaryEmbedding):
