@@ -108,7 +108,7 @@ def aesthetic(job: dict) -> list[float]:
     model = clip.model.build_model(state).float().eval()
     preprocess = clip.clip._transform(model.visual.input_resolution)
 
-    class MLP(nn.Module):  # the predictor's layer stack (dropouts inert in eval)
+    class MLP(nn.Module):  # the predictor's layer stack, written out: this venv has no inpo_bench
         def __init__(self, size: int) -> None:
             super().__init__()
             self.layers = nn.Sequential(

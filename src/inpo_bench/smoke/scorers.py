@@ -69,7 +69,6 @@ def clip_dir(
 
 def openclip_state(seed: int = 1, vocab: int | None = None, width: int = WIDTH) -> dict[str, torch.Tensor]:
     """An open_clip (= OpenAI CLIP) ViT state dict with the tiny CLIP's dimensions, named as open_clip names it."""
-    WIDTH = width  # noqa: N806 (the blocks below read it)
     g = _g(seed)
     vocab = vocab or len(build_clip_tokenizer(WORDS, 77))
 
@@ -78,36 +77,36 @@ def openclip_state(seed: int = 1, vocab: int | None = None, width: int = WIDTH) 
 
     def block(prefix: str) -> dict[str, torch.Tensor]:
         return {
-            f"{prefix}ln_1.weight": 1 + r(WIDTH),
-            f"{prefix}ln_1.bias": r(WIDTH),
-            f"{prefix}attn.in_proj_weight": r(3 * WIDTH, WIDTH, scale=0.2),
-            f"{prefix}attn.in_proj_bias": r(3 * WIDTH),
-            f"{prefix}attn.out_proj.weight": r(WIDTH, WIDTH, scale=0.2),
-            f"{prefix}attn.out_proj.bias": r(WIDTH),
-            f"{prefix}ln_2.weight": 1 + r(WIDTH),
-            f"{prefix}ln_2.bias": r(WIDTH),
-            f"{prefix}mlp.c_fc.weight": r(4 * WIDTH, WIDTH, scale=0.2),
-            f"{prefix}mlp.c_fc.bias": r(4 * WIDTH),
-            f"{prefix}mlp.c_proj.weight": r(WIDTH, 4 * WIDTH, scale=0.2),
-            f"{prefix}mlp.c_proj.bias": r(WIDTH),
+            f"{prefix}ln_1.weight": 1 + r(width),
+            f"{prefix}ln_1.bias": r(width),
+            f"{prefix}attn.in_proj_weight": r(3 * width, width, scale=0.2),
+            f"{prefix}attn.in_proj_bias": r(3 * width),
+            f"{prefix}attn.out_proj.weight": r(width, width, scale=0.2),
+            f"{prefix}attn.out_proj.bias": r(width),
+            f"{prefix}ln_2.weight": 1 + r(width),
+            f"{prefix}ln_2.bias": r(width),
+            f"{prefix}mlp.c_fc.weight": r(4 * width, width, scale=0.2),
+            f"{prefix}mlp.c_fc.bias": r(4 * width),
+            f"{prefix}mlp.c_proj.weight": r(width, 4 * width, scale=0.2),
+            f"{prefix}mlp.c_proj.bias": r(width),
         }
 
     grid = (IMAGE // PATCH) ** 2
     sd = {
         "logit_scale": torch.tensor(4.6052),
-        "token_embedding.weight": r(vocab, WIDTH, scale=0.5),
-        "positional_embedding": r(77, WIDTH),
-        "ln_final.weight": 1 + r(WIDTH),
-        "ln_final.bias": r(WIDTH),
-        "text_projection": r(WIDTH, EMBED, scale=0.3),
-        "visual.class_embedding": r(WIDTH, scale=0.5),
-        "visual.positional_embedding": r(grid + 1, WIDTH),
-        "visual.conv1.weight": r(WIDTH, 3, PATCH, PATCH, scale=0.1),
-        "visual.ln_pre.weight": 1 + r(WIDTH),
-        "visual.ln_pre.bias": r(WIDTH),
-        "visual.ln_post.weight": 1 + r(WIDTH),
-        "visual.ln_post.bias": r(WIDTH),
-        "visual.proj": r(WIDTH, EMBED, scale=0.3),
+        "token_embedding.weight": r(vocab, width, scale=0.5),
+        "positional_embedding": r(77, width),
+        "ln_final.weight": 1 + r(width),
+        "ln_final.bias": r(width),
+        "text_projection": r(width, EMBED, scale=0.3),
+        "visual.class_embedding": r(width, scale=0.5),
+        "visual.positional_embedding": r(grid + 1, width),
+        "visual.conv1.weight": r(width, 3, PATCH, PATCH, scale=0.1),
+        "visual.ln_pre.weight": 1 + r(width),
+        "visual.ln_pre.bias": r(width),
+        "visual.ln_post.weight": 1 + r(width),
+        "visual.ln_post.bias": r(width),
+        "visual.proj": r(width, EMBED, scale=0.3),
     }
     for i in range(LAYERS):
         sd |= block(f"transformer.resblocks.{i}.") | block(f"visual.transformer.resblocks.{i}.")
