@@ -201,19 +201,23 @@ def build(work: Path, upstream_site: Path) -> dict[str, dict]:
 
 
 def suite_scores(name: str, cfg: dict, paths: list[Path], prompts: list[str], batch: int = 8) -> np.ndarray:
-    from inpo_bench.scorers.base import open_images
+    """The suite's scores through score_index, the path of `inpo-bench score` (HPSv3: mu and log sigma)."""
+    import pandas as pd
 
-    scorer = load_scorer(name, cfg)
-    out = []
-    for start in range(0, len(paths), batch):
-        block = slice(start, start + batch)
-        images = open_images(paths[block])
-        if hasattr(scorer, "score_columns"):
-            columns = scorer.score_columns(images, prompts[block])
-            out.append(np.stack([columns["score"], np.log(columns["sigma"])], -1))
-        else:
-            out.append(np.asarray(scorer.score(images, prompts[block]), dtype=np.float64))
-    return np.concatenate(out)
+    from inpo_bench.scorers.base import score_index
+
+    index = pd.DataFrame(
+        {
+            "prompt_id": [str(i) for i in range(len(paths))],
+            "seed": 0,
+            "prompt": prompts,
+            "file": [p.name for p in paths],
+        }
+    )
+    frame = score_index(load_scorer(name, cfg), index, paths[0].parent, batch)
+    if "sigma" in frame:
+        return np.stack([frame.score.to_numpy(), np.log(frame.sigma.to_numpy())], -1)
+    return frame.score.to_numpy(dtype=np.float64)
 
 
 def same_order(a: np.ndarray, b: np.ndarray, prompts: list[str]) -> float:

@@ -220,16 +220,13 @@ def vision_rotary(config: Any) -> nn.Module:
     return RoundedAngles(config)
 
 
-def materialise_buffers(model: nn.Module) -> None:
-    """Rebuild the rotary embeddings (non-persistent buffers computed from the config, so left on the meta
+def materialise_buffers(model: RewardModel) -> None:
+    """Rebuild the two rotary embeddings (non-persistent buffers computed from the config, so left on the meta
     device by a meta-device build; the vision one as `vision_rotary`) and check nothing else stayed there."""
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            kind = type(child).__name__
-            if kind.endswith("RotaryEmbedding") or kind == "RoundedAngles":
-                with torch.device("cpu"):
-                    vision = "Vision" in kind or kind == "RoundedAngles"
-                    setattr(module, name, vision_rotary(child.config) if vision else type(child)(child.config))
+    with torch.device("cpu"):
+        model.visual.rotary_pos_emb = vision_rotary(model.visual.rotary_pos_emb.config)
+        text = model.language_model.rotary_emb
+        model.language_model.rotary_emb = type(text)(text.config)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise ModelError(f"HPSv3: tensors without values after loading: {left[:6]}")
