@@ -28,6 +28,9 @@ def test_default_config_is_valid(default_config):
         (lambda c: c["toy_model"].update(norm_num_groups=5), "norm_num_groups: 5 does not divide"),
         (lambda c: c["world"].update(unseen_compositions=500), "config key world: unseen_compositions"),
         (lambda c: c.update(run="../elsewhere"), "run: '../elsewhere' does not match"),
+        (lambda c: c["study"].update(methods=["dpo", "ipo"]), "study.methods: unknown method 'ipo'"),
+        (lambda c: c["study"].update(scorers=["pickscore"]), "study.scorers: 'pickscore' is not one of eval.scorers"),
+        (lambda c: c["study"].update(train_seeds=[0, 0]), "study.train_seeds"),
     ],
 )
 def test_mistakes_name_their_key(default_config, change, message):

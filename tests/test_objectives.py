@@ -264,3 +264,41 @@ def test_the_sdpo_safeguard_only_rescales_the_loser_gradient(model, data):
     loss_guarded, metrics = guarded(**batch)
     assert loss_guarded.item() == pytest.approx(loss_plain.item(), rel=1e-6)  # the forward value is unchanged
     assert 0.0 <= metrics["loser_scale"] <= 1.0
+
+
+# UNet forward-equivalents per micro-batch of B pairs, derived by hand: every image through a UNet is one, a
+# backward through the trained UNet two more; inverting methods add their inversion's evaluations (all policy
+# passes without gradient, one each)
+HAND_COUNTED = {
+    "sft": lambda b: 3 * b,  # the winners through the policy, forward and backward
+    "dpo": lambda b: 2 * b * 3 + 2 * b,  # winners and losers: policy with backward, reference
+    "inpo": lambda b: 8 * b,
+    "smpo": lambda b: 8 * b,
+    "dspo": lambda b: 8 * b,
+    "kto": lambda b: 3 * b + b,  # one image per pair
+    "mapo": lambda b: 2 * b * 3,  # reference-free
+}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_the_trainer_counts_every_unet_pass_of_a_step(model, data, name, tmp_path):
+    from inpo_bench.train import TrainSettings, train
+
+    objective = build_method(name, model, data, t_max=300)  # short inversions keep the test quick
+    sampled = []
+
+    def evaluate(step):  # the progress evaluation's passes are not training compute
+        with torch.no_grad():
+            sampled.append(
+                model.unet(torch.zeros(5, 3, 16, 16), torch.tensor([10] * 5), data.context[[0, 1, 0, 1, 0]]).sample
+            )
+        return {"step": step}
+
+    settings = TrainSettings(steps=2, lr=1e-5, examples_per_step=8, seed=1)  # 2 micro-batches of 4 per step
+    log, _ = train(objective, settings, tmp_path, evaluate=evaluate, eval_every=1)
+    assert len(sampled) == 3
+    per_step = log.unet_forwards.diff().fillna(log.unet_forwards).to_numpy()
+    inversion = 2 * log["inversion_evals"].to_numpy() if "inversion_evals" in log else 0.0
+    np.testing.assert_allclose(per_step, 2 * HAND_COUNTED[name](4) + inversion, rtol=0, atol=1e-9)
+    if name in ("inpo", "smpo"):
+        assert (log["inversion_evals"] > 0).all()

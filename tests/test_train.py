@@ -63,6 +63,7 @@ def test_training_is_deterministic_and_learns(tmp_path, world):
         "ref_mse",
         "lr",
         "seconds",
+        "unet_forwards",
         "skipped",
         "loss_scale",
     ]

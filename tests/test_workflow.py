@@ -103,6 +103,7 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
         "ref_mse",
         "lr",
         "seconds",
+        "unet_forwards",
         "skipped",
         "loss_scale",
     ]

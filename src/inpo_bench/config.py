@@ -151,6 +151,15 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
     for name in config["methods"]:
         if name not in names():
             problems.append(f"config key methods: unknown method {name!r}; known: {names()}")
+    study = config["study"]
+    for name in [] if study["methods"] == "all" else study["methods"]:
+        if name not in names():
+            problems.append(f"config key study.methods: unknown method {name!r}; known: {names()} or 'all'")
+    for name in study["scorers"]:
+        if name not in config["eval"]["scorers"]:
+            problems.append(
+                f"config key study.scorers: {name!r} is not one of eval.scorers {config['eval']['scorers']}"
+            )
     problems += _checkpoint_problems(config, names())
     if toy and not config["methods"]:
         problems.append("config key methods: a toy run trains at least one method (checkpoints are paper scale)")

@@ -66,6 +66,28 @@ def training_curves(curves: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+def efficiency_curves(summary: pd.DataFrame, path: str | Path) -> None:
+    """The study's curves (tables/study.py curve_summary): the progress evaluation's reward against optimiser
+    steps, UNet forward-equivalents and training seconds, one line per method (mean over its training seeds)
+    with its 95% interval across seeds as a band."""
+    axes_of = (("step", "optimiser steps"), ("unet_forwards", "UNet forward-equivalents"), ("seconds", "training s"))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True, constrained_layout=True)
+    for method, block in summary.groupby("method", sort=False):
+        block = block.sort_values("step")
+        for ax, (axis, _) in zip(axes, axes_of):
+            (line,) = ax.plot(block[axis], block.reward, marker="o", markersize=3, label=method)
+            ax.fill_between(
+                block[axis], block.reward_ci_low, block.reward_ci_high, color=line.get_color(), alpha=0.15, lw=0
+            )
+    for ax, (_, label) in zip(axes, axes_of):
+        ax.set_xlabel(label)
+    seeds = int(summary.seeds.max()) if len(summary) else 0
+    axes[0].set_ylabel("oracle reward (progress prompts)")
+    axes[1].set_title(f"mean over training seeds (up to {seeds}), 95% t-interval across them", fontsize=9)
+    axes[2].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(fig, path)
+
+
 def noise_schedules(alphas_cumprod: np.ndarray, resolution: int, path: str | Path) -> None:
     """log-SNR against t: the toy base's schedule, Stable Diffusion's on 64 x 64 latents, and SD's raised by the
     resolution factor 2 ln(64 / resolution) (toyworld/schedule.py): the toy curve that carries SD's information."""

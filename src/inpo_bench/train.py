@@ -37,7 +37,18 @@ from .data.order import ExampleOrder, Layout, example_generators
 from .errors import TrainingDivergedError
 from .runtime import eta
 
-LOG_COLUMNS = ["step", "loss", "implicit_acc", "model_mse", "ref_mse", "lr", "seconds", "skipped", "loss_scale"]
+LOG_COLUMNS = [
+    "step",
+    "loss",
+    "implicit_acc",
+    "model_mse",
+    "ref_mse",
+    "lr",
+    "seconds",
+    "unet_forwards",
+    "skipped",
+    "loss_scale",
+]
 MAX_NONFINITE_STEPS = 5  # consecutive steps with a non-finite loss (fp16 with a loss scaler)
 MIN_LOSS_SCALE = 1.0  # a GradScaler scale below this means the gradients themselves overflow fp16
 
@@ -89,6 +100,37 @@ def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> torch
             warmup_init=False,
         )
     raise ValueError(f"unknown optimizer {settings.optimizer!r}; use 'adamw' or 'adafactor'")
+
+
+class UNetForwards:
+    """Counts the compute of training steps in UNet forward-equivalents, by hooks on the UNets themselves, so every
+    pass a method makes is counted whatever its code path: one per image a UNet sees (inversion, reference,
+    ReNoise and policy passes alike), two more for its backward when that UNet trains. A backward costs about two
+    forwards (one for the input gradients, one for the weight gradients), the usual accounting of training FLOPs.
+
+    Only passes made while `active` count, so the progress evaluation's sampling stays out of the training bill.
+    """
+
+    def __init__(self, unets: list[nn.Module]) -> None:
+        self.count, self.active = 0, False
+        self._handles = [unet.register_forward_pre_hook(self._hook, with_kwargs=True) for unet in unets]
+
+    def _hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        sample = args[0] if args else kwargs["sample"]
+        trains = torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
+        self.count += int(sample.shape[0]) * (3 if trains else 1)
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def training_unets(objective: nn.Module) -> list[nn.Module]:
+    """The UNets an objective runs: the one that trains and, when the method keeps one, the frozen reference."""
+    candidates = (objective.trainable_modules().get("unet"), getattr(objective, "reference", None))
+    return [unet for unet in candidates if isinstance(unet, nn.Module)]
 
 
 def _checkpoints(scratch: Path) -> list[Path]:
@@ -204,6 +246,8 @@ def train(
         f"accumulated x {layout.processes} process(es)"
     )
     elapsed = rows[-1]["seconds"] if rows else 0.0
+    forwards = UNetForwards(training_unets(objective))
+    forwards.count = int(rows[-1].get("unet_forwards", 0)) if rows else 0
     nonfinite = 0
     batches = micro_batches(objective.source, settings.seed, layout, accelerator.process_index, start, settings.steps)
     loop_start = time.perf_counter()
@@ -211,6 +255,7 @@ def train(
         t0 = time.perf_counter()
         metrics: dict[str, float] = {}
         total = 0.0
+        forwards.active, counted = True, forwards.count
         for micro in range(layout.grad_accum):
             positions, indices, fetched = next(batches)
             drawn = objective.draw(fetched, example_generators(settings.seed, positions), indices)
@@ -223,6 +268,9 @@ def train(
             total += float(loss.detach()) / layout.grad_accum
             for k, v in extra.items():
                 metrics[k] = metrics.get(k, 0.0) + v / layout.grad_accum
+        forwards.active = False
+        step_forwards = _sum_over_processes(accelerator, forwards.count - counted)
+        forwards.count = counted + step_forwards
         grad_norm = accelerator.clip_grad_norm_(params, settings.grad_clip) if settings.grad_clip > 0 else None
         total = _mean_over_processes(accelerator, total)
         finite_grads = grad_norm is None or bool(torch.isfinite(torch.as_tensor(grad_norm)))
@@ -259,6 +307,7 @@ def train(
             "ref_mse": math.nan,
             "lr": lr,
             "seconds": round(elapsed, 3),
+            "unet_forwards": forwards.count,
             "skipped": int(skipped),
             "loss_scale": scale,
         }
@@ -291,6 +340,7 @@ def train(
                 accelerator,
                 settings.keep_checkpoints,
             )
+    forwards.close()
     for module in trainable.values():
         module.eval()
     extra = sorted({k for row in rows for k in row} - set(LOG_COLUMNS))  # method-specific, e.g. inversion_evals
@@ -350,3 +400,10 @@ def _mean_over_processes(accelerator: Accelerator, value: float) -> float:
         return value
     tensor = torch.tensor([value], device=accelerator.device, dtype=torch.float64)
     return float(accelerator.reduce(tensor, reduction="mean"))
+
+
+def _sum_over_processes(accelerator: Accelerator, value: int) -> int:
+    if accelerator.num_processes == 1:
+        return value
+    tensor = torch.tensor([value], device=accelerator.device, dtype=torch.int64)
+    return int(accelerator.reduce(tensor, reduction="sum"))

@@ -242,3 +242,22 @@ def paper_models_args():
         if tables["paper_missing"]
         else ""
     )
+
+
+def study_groups():
+    """The study's models: base, and each study method at each of study.train_seeds (the method's own seed is its
+    main model, the others the cells <method>/train_seed~<seed> of the seed ablations)."""
+    study = config["study"]
+    methods = ALL_METHODS if study["methods"] == "all" else study["methods"]
+    groups = {"base": ["base"]}
+    for method in methods:
+        own = config[method]["train_seed"]
+        own = config["seed"] if own is None else own
+        groups[method] = [
+            method if seed == own else f"{method}/train_seed~{seed}"
+            for seed in study["train_seeds"]
+        ]
+    return groups
+
+
+STUDY = f"{OUT}/study"

@@ -250,3 +250,60 @@ rule ablation_figure:
     shell:
         "python -m inpo_bench ablation-figure --table {input.table} --scorer {params.scorer}"
         " --promptset {params.promptset} --out {output} > {log} 2>&1"
+
+
+def study_inputs(wildcards):
+    if not TOY:
+        raise WorkflowError(
+            "`snakemake study` is a toy-world target: it reads the oracle's training curves, which a paper-scale "
+            "run does not have"
+        )
+    groups = study_groups()
+    models = [m for ms in groups.values() for m in ms]
+    return {
+        "scores": expand(
+            f"{OUT}/scores/{{model}}/{{promptset}}/{{scorer}}.csv",
+            model=models,
+            promptset=PROMPTSETS,
+            scorer=config["study"]["scorers"],
+        ),
+        "evals": [f"{OUT}/models/{m}/eval_log.csv" for m in models if m != "base"],
+    }
+
+
+rule study_tables:
+    input:
+        unpack(study_inputs),
+    output:
+        **{
+            name: report(
+                f"{STUDY}/tables/{name}.csv",
+                caption="../report/study.rst",
+                category="Study",
+            )
+            for name in (
+                "seed_gains",
+                "compute_to_reach",
+                "paper_claims",
+                "curve_summary",
+                "training_curves",
+                "mean_scores",
+            )
+        },
+        figure=report(
+            f"{STUDY}/figures/efficiency_curves.png",
+            caption="../report/study.rst",
+            category="Study",
+        ),
+    log:
+        f"{OUT}/logs/tables/study.log",
+    conda:
+        ENV
+    params:
+        out_dir=folder("output.seed_gains"),
+        groups=lambda wc: json.dumps(study_groups()),
+        models=lambda wc, input: [os.path.dirname(p) for p in input.evals],
+        seed=config["seed"],
+    shell:
+        "python -m inpo_bench study --scores {input.scores} --groups {params.groups:q} --models {params.models}"
+        " --out-dir {params.out_dir} --figure {output.figure} --seed {params.seed} > {log} 2>&1"

@@ -1,6 +1,7 @@
 """`inpo-bench <stage>`: what the Snakemake rules call, one subcommand per stage.
 
-Each stage's commands live beside the stage they serve: cli/data.py, train.py, sample.py, score.py, report.py.
+Each stage's commands live beside the stage they serve: cli/data.py, train.py, sample.py, score.py, report.py,
+study.py.
 Rules pass their config section as a JSON string (`--spec`), so a stage reruns only when its own settings
 change. Heavy imports (torch, diffusers) happen inside the handlers, so light stages start fast.
 """
@@ -12,9 +13,9 @@ import os
 import sys
 from typing import Any
 
-from . import data, report, sample, score, train
+from . import data, report, sample, score, study, train
 
-STAGES = (data, train, sample, score, report)
+STAGES = (data, train, sample, score, report, study)
 
 
 def build_parser() -> argparse.ArgumentParser:

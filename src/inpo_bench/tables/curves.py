@@ -7,21 +7,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CURVE_COLUMNS = ["model", "step", "reward", "fidelity", "aesthetic", "all_correct", "implicit_acc", "loss"]
+CURVE_COLUMNS = [
+    "model",
+    "step",
+    "unet_forwards",
+    "seconds",
+    "reward",
+    "fidelity",
+    "aesthetic",
+    "all_correct",
+    "implicit_acc",
+    "loss",
+]
 
 
 def training_curves(models: dict[str, tuple[str | Path, str | Path]], window: int = 10) -> pd.DataFrame:
     """models: id -> (eval_log.csv, train_log.csv). The oracle's measurements during training, with the training
-    loss and implicit accuracy averaged over the `window` steps up to each measurement (step 0: none)."""
+    loss and implicit accuracy averaged over the `window` steps up to each measurement (step 0: none), and the
+    compute spent up to it: UNet forward-equivalents and training seconds (the train log's running totals; a log
+    written before forwards were counted gives NaN)."""
     rows = []
     for model, (eval_path, train_path) in models.items():
         evals, log = pd.read_csv(eval_path), pd.read_csv(train_path)
+        totals = log.set_index("step").reindex(columns=["unet_forwards", "seconds"])
         for r in evals.itertuples():
             recent = log[(log.step > r.step - window) & (log.step <= r.step)]
+            spent = totals.loc[r.step] if r.step in totals.index else pd.Series({"unet_forwards": 0, "seconds": 0})
             rows.append(
                 {
                     "model": model,
                     "step": int(r.step),
+                    "unet_forwards": float(spent.unet_forwards),
+                    "seconds": float(spent.seconds),
                     "reward": r.reward,
                     "fidelity": r.fidelity,
                     "aesthetic": r.aesthetic,

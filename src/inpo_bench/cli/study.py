@@ -1,0 +1,122 @@
+"""`study`: the toy study's tables and figure from every training seed of every method (`snakemake study`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import Add, json_object
+from .report import MODEL_PATH, _score_entries, _write_table
+
+
+def study_comparisons(groups: list[str], method: str, reference: str) -> list[tuple[str, str]]:
+    """Every method against the base, every other method against the reference, and the method against SFT."""
+    methods = [g for g in groups if g != "base"]
+    pairs = [(m, "base") for m in methods] + [(m, reference) for m in methods if m != reference]
+    if method in methods and "sft" in methods and method != "sft":
+        pairs.append((method, "sft"))
+    return [p for p in pairs if p[1] in groups]
+
+
+def cmd_study(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .. import plots, tables
+    from ..tables import study
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores, groups = _score_entries(args.scores), {k: list(v) for k, v in args.groups.items()}
+    unknown = sorted({m for ms in groups.values() for m in ms} - {m for m, _, _ in scores})
+    if unknown:
+        raise SystemExit(f"study: no score files for model(s) {unknown} of --groups")
+    means = tables.mean_scores([(m, p, s, path) for (m, p, s), path in scores.items()], seed=args.seed)
+    _write_table(out, "mean_scores", means, tables.mean_scores_markdown(means))
+
+    comparisons = study_comparisons(list(groups), args.method, args.reference)
+    gains = study.interval_target(
+        study.seed_gains(scores, groups, comparisons, seed=args.seed), reference=args.reference
+    )
+    _write_table(
+        out,
+        "seed_gains",
+        gains,
+        tables.frame_markdown(
+            "Gains over a baseline, averaged over training seeds",
+            "gain: mean score of the model minus the baseline's, averaged over the model's training seeds (and the "
+            "baseline's), on images from the same noise; 95% bootstrap interval over prompts and training seeds "
+            f"together; per_seed: each seed's own gain. The interval meets its target when its half-width is at "
+            f"most 0.01 or at most a third of {args.reference}'s gain over the base.",
+            gains,
+            floats="{:.4f}",
+        ),
+    )
+
+    logs = {}
+    for folder in map(Path, args.models):
+        logs[MODEL_PATH.search(str(folder))["model"]] = (folder / "eval_log.csv", folder / "train_log.csv")
+    curves = tables.training_curves(logs)
+    _write_table(
+        out,
+        "training_curves",
+        curves,
+        tables.frame_markdown(
+            "Training curves of every seed", "Progress measurements, as tables/training_curves.", curves
+        ),
+    )
+    trained = {g: ms for g, ms in groups.items() if g != "base"}
+    summary = study.curve_summary(curves, trained)
+    _write_table(
+        out,
+        "curve_summary",
+        summary,
+        tables.frame_markdown(
+            "Training curves across seeds",
+            "Per method and measured step: the mean over its training seeds of the progress evaluation's oracle "
+            "reward (its own 32 prompts and noise seed; the learning rates were chosen on it) with a 95% "
+            "t-interval across seeds, and the compute spent: UNet forward-equivalents (a backward counts two) "
+            "and training seconds.",
+            summary,
+            floats="{:.4g}",
+        ),
+    )
+    reach = study.compute_to_reach(curves, trained, reference=args.reference)
+    _write_table(
+        out,
+        "compute_to_reach",
+        reach,
+        tables.frame_markdown(
+            f"Compute to reach {args.reference}'s gain",
+            f"The compute each method's seeds spent before the progress reward first reached their start plus "
+            f"the given fraction of {args.reference}'s final gain (mean over its seeds); mean over the seeds that "
+            "got there, with a 95% t-interval; reached: how many did (fewer than all: a lower bound).",
+            reach,
+            floats="{:.4g}",
+        ),
+    )
+    claims = study.study_claims(gains, reach, method=args.method, reference=args.reference)
+    _write_table(
+        out,
+        "paper_claims",
+        claims,
+        tables.frame_markdown(
+            "The paper's claims in the toy world, over training seeds",
+            "Judged on the true (oracle) reward with intervals that hold prompts and training seeds.",
+            claims,
+        ),
+    )
+    plots.efficiency_curves(summary, args.figure)
+    print(f"study: {len(gains)} gains, {len(summary)} curve points -> {out}, {args.figure}")
+    print(pd.DataFrame(claims)[["claim", "verdict"]].to_string(index=False))
+
+
+def register(add: Add) -> None:
+    p = add("study", cmd_study, "the toy study: seed-averaged gains, compute curves, compute to reach DPO's gain")
+    p.add_argument("--scores", nargs="+", required=True, help=".../scores/<model>/<promptset>/<scorer>.csv files")
+    p.add_argument("--groups", type=json_object, required=True, help="method -> its model ids, one per seed")
+    p.add_argument("--models", nargs="+", required=True, help="trained model directories (eval_log, train_log)")
+    p.add_argument("--method", default="inpo", help="the method the claims are about")
+    p.add_argument("--reference", default="dpo", help="the method whose gain defines the targets")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--figure", required=True, help="the efficiency curves PNG")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")

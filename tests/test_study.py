@@ -1,0 +1,178 @@
+"""The toy study's tables: seed-inclusive gains, curves on three compute axes, compute to reach DPO's gain."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inpo_bench.tables.curves import training_curves
+from inpo_bench.tables.study import (
+    compute_to_reach,
+    curve_summary,
+    interval_target,
+    seed_gains,
+    seeded_difference,
+    study_claims,
+)
+
+
+def test_a_constant_shift_has_a_degenerate_interval():
+    b = np.random.default_rng(0).normal(size=(1, 40))
+    point, low, high = seeded_difference(b + 0.25, b, n_boot=500)
+    assert point == pytest.approx(0.25) and low == pytest.approx(0.25) and high == pytest.approx(0.25)
+
+
+def test_the_interval_holds_the_seed_spread_that_prompts_alone_miss():
+    b = np.random.default_rng(1).normal(size=(1, 50))
+    a = np.concatenate([b + 0.0, b + 0.1, b + 0.2])  # three seeds, no prompt-level noise in the gain
+    point, low, high = seeded_difference(a, b, n_boot=2000)
+    assert point == pytest.approx(0.1)
+    assert 0.0 <= low < 0.07 and 0.13 < high <= 0.2  # a bootstrap of 3 seed means: within their range
+
+
+def test_the_bootstrap_equals_a_loop_over_explicit_resamples():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(3, 7)), rng.normal(size=(2, 7)) + 0.3
+    n_boot = 300
+    _, low, high = seeded_difference(a, b, n_boot=n_boot, seed=5)
+    # the same draws in the same order, applied as indices instead of counts
+    draws = np.random.default_rng(5)
+    prompts = draws.integers(0, 7, size=(n_boot, 7))
+    seeds_a = draws.integers(0, 3, size=(n_boot, 3))
+    seeds_b = draws.integers(0, 2, size=(n_boot, 2))
+    replicates = [a[sa][:, p].mean() - b[sb][:, p].mean() for p, sa, sb in zip(prompts, seeds_a, seeds_b, strict=True)]
+    assert (low, high) == pytest.approx(tuple(np.quantile(replicates, [0.025, 0.975])), abs=1e-12)
+
+
+def write_scores(path, prompt_means, seeds=(0, 1)):
+    """A score file whose per-prompt mean over `seeds` is prompt_means[i] (seed k: mean + (k - mean k) / 10)."""
+    rows = [
+        {"prompt_id": f"p{i}", "seed": s, "score": m + (s - np.mean(seeds)) / 10}
+        for i, m in enumerate(prompt_means)
+        for s in seeds
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_seed_gains_averages_seeds_and_reports_each(tmp_path):
+    base = np.linspace(0.2, 0.6, 30)
+    scores = {("base", "toy_seen", "oracle_reward"): write_scores(tmp_path / "base.csv", base)}
+    for k, shift in enumerate([0.01, 0.07, 0.13]):
+        model = "dpo" if k == 0 else f"dpo/train_seed~{k}"
+        scores[model, "toy_seen", "oracle_reward"] = write_scores(tmp_path / f"dpo{k}.csv", base + shift)
+    scores["inpo", "toy_seen", "oracle_reward"] = write_scores(tmp_path / "inpo.csv", base - 0.02)
+    groups = {"base": ["base"], "dpo": ["dpo", "dpo/train_seed~1", "dpo/train_seed~2"], "inpo": ["inpo"]}
+    gains = seed_gains(scores, groups, [("dpo", "base"), ("inpo", "base"), ("inpo", "dpo"), ("sft", "base")], 500)
+    by = gains.set_index(["model", "baseline"])
+    assert ("sft", "base") not in by.index  # no scores for sft: no row
+    dpo = by.loc[("dpo", "base")]
+    assert dpo.gain == pytest.approx(0.07) and dpo.seeds == 3 and dpo.baseline_seeds == 1 and dpo.prompts == 30
+    assert dpo.per_seed == "+0.010 / +0.070 / +0.130" and dpo.verdict == "higher"
+    assert by.loc[("inpo", "base")].verdict == "lower"
+    assert by.loc[("inpo", "dpo")].gain == pytest.approx(-0.09)
+    target = interval_target(gains).set_index(["model", "baseline"])
+    # a third of DPO's gain (0.0233) is above 0.01; DPO's seed spread makes its own interval wider than that
+    assert target.loc[("inpo", "base")].target_half_width == pytest.approx(0.07 / 3)
+    assert target.loc[("inpo", "base")].meets_target and not target.loc[("dpo", "base")].meets_target
+
+
+def test_seed_gains_refuses_unpaired_samples(tmp_path):
+    scores = {
+        ("base", "s", "r"): write_scores(tmp_path / "a.csv", [0.1, 0.2]),
+        ("dpo", "s", "r"): write_scores(tmp_path / "b.csv", [0.1, 0.2], seeds=(0, 2)),
+    }
+    with pytest.raises(ValueError, match="paired"):
+        seed_gains(scores, {"base": ["base"], "dpo": ["dpo"]}, [("dpo", "base")])
+
+
+def curves_of(rewards: dict[str, list[float]], forwards_per_step: dict[str, int]) -> pd.DataFrame:
+    rows = []
+    for model, values in rewards.items():
+        method = model.split("/")[0]
+        for k, reward in enumerate(values):
+            step = 10 * k
+            rows.append(
+                {
+                    "model": model,
+                    "step": step,
+                    "unet_forwards": step * forwards_per_step[method],
+                    "seconds": step * 0.5,
+                    "reward": reward,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+GROUPS = {"dpo": ["dpo", "dpo/train_seed~1"], "inpo": ["inpo", "inpo/train_seed~1"]}
+CURVES = curves_of(
+    {
+        "dpo": [0.40, 0.42, 0.44, 0.46],  # final gain 0.06
+        "dpo/train_seed~1": [0.40, 0.41, 0.43, 0.44],  # final gain 0.04: the mean gain is 0.05
+        "inpo": [0.40, 0.46, 0.46, 0.47],  # reaches 0.45 at step 10
+        "inpo/train_seed~1": [0.40, 0.43, 0.45, 0.45],  # at step 20; half the gain (0.425) at 10
+    },
+    {"dpo": 128, "inpo": 288},
+)
+
+
+def test_compute_to_reach_by_hand():
+    reach = compute_to_reach(CURVES, GROUPS).set_index(["method", "fraction_of_reference_gain"])
+    full = reach.loc[("inpo", 1.0)]
+    assert full.reference_gain == pytest.approx(0.05) and full.reached == 2
+    assert full.step == pytest.approx(15.0) and full.unet_forwards == pytest.approx(15 * 288)
+    # t-interval of {10, 20}: 15 +- 12.706 * sd(7.07) / sqrt(2)
+    assert full.step_ci_high - 15 == pytest.approx(12.706 * 5.0)
+    assert reach.loc[("inpo", 0.5)].step == pytest.approx(10.0)
+    dpo = reach.loc[("dpo", 1.0)]
+    assert dpo.reached == 1 and dpo.step == pytest.approx(30.0) and np.isnan(dpo.step_ci_low)  # seed 1 never did
+
+
+def test_curve_summary_by_hand():
+    summary = curve_summary(CURVES, GROUPS).set_index(["method", "step"])
+    row = summary.loc[("dpo", 30)]
+    assert row.seeds == 2 and row.reward == pytest.approx(0.45) and row.unet_forwards == pytest.approx(30 * 128)
+    assert row.reward_ci_high - 0.45 == pytest.approx(12.706 * np.std([0.46, 0.44], ddof=1) / np.sqrt(2))
+
+
+def test_claims_follow_the_intervals():
+    gains = pd.DataFrame(
+        [
+            {"model": "inpo", "baseline": "base", "promptset": "toy_seen", "scorer": "oracle_reward", "gain": 0.03,
+             "ci_low": 0.01, "ci_high": 0.05, "seeds": 3, "baseline_seeds": 1, "per_seed": "", "verdict": "higher"},
+            {"model": "inpo", "baseline": "dpo", "promptset": "toy_seen", "scorer": "oracle_reward", "gain": 0.0,
+             "ci_low": -0.01, "ci_high": 0.01, "seeds": 3, "baseline_seeds": 3, "per_seed": "",
+             "verdict": "no detectable difference"},
+        ]
+    )  # fmt: skip
+    reach = compute_to_reach(CURVES, GROUPS)
+    claims = study_claims(gains, reach).set_index("claim").verdict
+    assert claims["DDIM-InPO improves on the base model"] == "holds"
+    assert claims["DDIM-InPO beats Diffusion-DPO"] == "inconclusive"
+    assert claims["DDIM-InPO beats SFT"] == "not measured"
+    # one DPO seed never reached its group's mean gain: no compute verdict either way
+    assert claims["DDIM-InPO reaches Diffusion-DPO's gain in at most a quarter of its steps"] == "inconclusive"
+
+
+def test_training_curves_carry_the_compute_spent(tmp_path):
+    pd.DataFrame({"step": [0, 2], "reward": [0.4, 0.5], "fidelity": 0, "aesthetic": 0, "all_correct": 0}).to_csv(
+        tmp_path / "eval_log.csv", index=False
+    )
+    pd.DataFrame(
+        {"step": [1, 2], "loss": [0.7, 0.6], "implicit_acc": 0.5, "seconds": [1.5, 3.0], "unet_forwards": [128, 256]}
+    ).to_csv(tmp_path / "train_log.csv", index=False)
+    curves = training_curves({"dpo": (tmp_path / "eval_log.csv", tmp_path / "train_log.csv")})
+    assert curves.unet_forwards.tolist() == [0, 256] and curves.seconds.tolist() == [0, 3.0]
+
+
+def test_the_efficiency_figure_has_three_axes_and_is_reproducible(tmp_path):
+    from PIL import Image
+
+    from inpo_bench import plots
+
+    summary = curve_summary(CURVES, GROUPS)
+    plots.efficiency_curves(summary, tmp_path / "a.png")
+    plots.efficiency_curves(summary, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    width, height = Image.open(tmp_path / "a.png").size
+    assert width > 2.5 * height  # three panels side by side
