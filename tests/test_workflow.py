@@ -288,3 +288,36 @@ def test_the_zoo_trains_and_compares_every_registered_method(tiny_run):
     )
     # the default target's tables still hold only its own methods
     assert set(pd.read_csv(tiny_run / "tables" / "win_rates.csv").model) <= {"sft", "dpo", "inpo"}
+
+
+def test_the_study_trains_every_seed_and_judges_on_seed_intervals(tiny_run):
+    workdir = tiny_run.parents[1]
+    args = ("--configfile", str(TINY), "--directory", str(workdir))
+    dry = job_counts(snakemake("-n", "study", *args).stdout)
+    assert dry.get("train") == 3 and dry.get("study_tables") == 1, dry  # seed 1 of each; seed 0 is the main model
+    snakemake("--cores", "2", "study", *args)
+    study = tiny_run / "study"
+    gains = pd.read_csv(study / "tables" / "seed_gains.csv")
+    row = gains[(gains.model == "inpo") & (gains.baseline == "base") & (gains.scorer == "oracle_reward")].iloc[0]
+    assert row.seeds == 2 and row.baseline_seeds == 1 and len(row.per_seed.split(" / ")) == 2
+    assert row.ci_low <= row.gain <= row.ci_high and set(gains.scorer) == {"oracle_reward", "oracle_fidelity"}
+    assert {("inpo", "dpo"), ("inpo", "sft"), ("dpo", "base")} <= set(zip(gains.model, gains.baseline))
+    summary = pd.read_csv(study / "tables" / "curve_summary.csv")
+    assert set(summary.method) == {"sft", "dpo", "inpo"} and (summary.seeds == 2).all()
+    # DPO: 4 pairs per step, winners and losers through policy (forward + backward) and reference = 32 per step
+    log = pd.read_csv(tiny_run / "models" / "dpo" / "train_seed~1" / "train_log.csv")
+    assert log.unet_forwards.tolist() == [32, 64, 96]
+    inpo = summary[summary.method == "inpo"].set_index("step").unet_forwards
+    assert inpo.loc[3] > 3 * 32  # the inversion's passes on top of DPO's
+    reach = pd.read_csv(study / "tables" / "compute_to_reach.csv")
+    assert len(reach) == 3 * 2 and set(reach.fraction_of_reference_gain) == {0.5, 1.0}
+    claims = pd.read_csv(study / "tables" / "paper_claims.csv")
+    assert len(claims) == 7 and set(claims.verdict) <= {"holds", "does not hold", "inconclusive", "not measured"}
+    assert Image.open(study / "figures" / "efficiency_curves.png").size[0] > 1000
+
+
+def test_the_study_is_refused_at_paper_scale(tmp_path):
+    result = snakemake(
+        "-n", "study", "--configfile", str(REPO / "config" / "smoke-sd.yaml"), "--directory", str(tmp_path), check=False
+    )
+    assert result.returncode != 0 and "toy-world target" in result.stdout + result.stderr

@@ -252,25 +252,6 @@ rule ablation_figure:
         " --promptset {params.promptset} --out {output} > {log} 2>&1"
 
 
-def study_inputs(wildcards):
-    if not TOY:
-        raise WorkflowError(
-            "`snakemake study` is a toy-world target: it reads the oracle's training curves, which a paper-scale "
-            "run does not have"
-        )
-    groups = study_groups()
-    models = [m for ms in groups.values() for m in ms]
-    return {
-        "scores": expand(
-            f"{OUT}/scores/{{model}}/{{promptset}}/{{scorer}}.csv",
-            model=models,
-            promptset=PROMPTSETS,
-            scorer=config["study"]["scorers"],
-        ),
-        "evals": [f"{OUT}/models/{m}/eval_log.csv" for m in models if m != "base"],
-    }
-
-
 rule study_tables:
     input:
         unpack(study_inputs),
