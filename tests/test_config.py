@@ -29,7 +29,7 @@ def test_default_config_is_valid(default_config):
         (lambda c: c["world"].update(unseen_compositions=500), "config key world: unseen_compositions"),
         (lambda c: c.update(run="../elsewhere"), "run: '../elsewhere' does not match"),
         (lambda c: c["study"].update(methods=["dpo", "ipo"]), "study.methods: unknown method 'ipo'"),
-        (lambda c: c["study"].update(scorers=["pickscore"]), "study.scorers: 'pickscore' is not one of eval.scorers"),
+        (lambda c: c["study"].update(scorers=["pickscore"]), "study.scorers: 'pickscore' is not a toy-world scorer"),
         (lambda c: c["study"].update(train_seeds=[0, 0]), "study.train_seeds"),
     ],
 )
@@ -55,3 +55,13 @@ def test_non_mapping_config_file(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(bad)
+
+
+def test_the_study_section_holds_no_other_section_to_its_scorers(default_config):
+    """A toy run scored by the learned toy reward alone, and the paper configs, once failed validation because
+    the default study section's oracle scorers were not in their eval.scorers; the study requests its own scores."""
+    config = copy.deepcopy(default_config)
+    config["eval"]["scorers"] = ["toy_reward"]
+    assert validate_config(config)["study"]["scorers"] == default_config["study"]["scorers"]
+    for paper in ("sd15.yaml", "sdxl.yaml", "smoke-sd.yaml"):
+        assert load_config(REPO / "config" / "config.yaml", REPO / "config" / paper)["study"]

@@ -1,5 +1,7 @@
 """The toy study's tables: seed-inclusive gains, curves on three compute axes, compute to reach DPO's gain."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,3 +178,58 @@ def test_the_efficiency_figure_has_three_axes_and_is_reproducible(tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     width, height = Image.open(tmp_path / "a.png").size
     assert width > 2.5 * height  # three panels side by side
+
+
+def test_the_study_command_writes_every_table_from_seeded_runs(tmp_path):
+    """`inpo-bench study` on hand-made runs: InPO's two seeds gain +0.05 and +0.07 over the base, DPO's +0.01 and
+    +0.03, so the tables must say so seed by seed and the claims follow (the DAG test of it is `-m long`)."""
+    from PIL import Image
+
+    from inpo_bench.cli import main
+
+    base = np.linspace(0.3, 0.6, 24)
+    gains = {"base": [0.0], "dpo": [0.01, 0.03], "inpo": [0.05, 0.07], "sft": [0.0, 0.02]}
+    groups = {g: ["base"] if g == "base" else [g, f"{g}/train_seed~1"] for g in gains}
+    scores, models = [], []
+    for group, offsets in gains.items():
+        for model, offset in zip(groups[group], offsets, strict=True):
+            for promptset in ("toy_seen", "toy_unseen"):
+                path = tmp_path / "scores" / model / promptset / "oracle_reward.csv"
+                scores.append(str(write_scores(path, base + offset)))
+            if group == "base":
+                continue
+            folder = tmp_path / "models" / model
+            folder.mkdir(parents=True)
+            rewards = 0.4 + offset * np.array([0.0, 0.5, 1.0])
+            pd.DataFrame(
+                {"step": [0, 5, 10], "reward": rewards, "fidelity": 0, "aesthetic": 0, "all_correct": 0}
+            ).to_csv(folder / "eval_log.csv", index=False)
+            per_step = {"dpo": 32, "inpo": 80, "sft": 12}[group]
+            pd.DataFrame(
+                {
+                    "step": [5, 10],
+                    "loss": 0.6,
+                    "implicit_acc": 0.5,
+                    "seconds": [1.0, 2.0],
+                    "unet_forwards": [5 * per_step, 10 * per_step],
+                }
+            ).to_csv(folder / "train_log.csv", index=False)
+            models.append(str(folder))
+    out = tmp_path / "study"
+    argv = ["study", "--scores", *scores, "--groups", json.dumps(groups), "--models", *models]
+    assert main([*argv, "--out-dir", str(out), "--figure", str(tmp_path / "curves.png")]) == 0
+
+    table = pd.read_csv(out / "seed_gains.csv").set_index(["model", "baseline", "promptset"])
+    inpo = table.loc[("inpo", "base", "toy_seen")]
+    assert inpo.gain == pytest.approx(0.06) and inpo.per_seed == "+0.050 / +0.070" and inpo.verdict == "higher"
+    assert table.loc[("inpo", "dpo", "toy_seen")].gain == pytest.approx(0.04)
+    assert table.loc[("inpo", "sft", "toy_unseen")].gain == pytest.approx(0.05)
+    summary = pd.read_csv(out / "curve_summary.csv").set_index(["method", "step"])
+    assert summary.loc[("inpo", 10)].unet_forwards == 800 and summary.loc[("dpo", 10)].reward == pytest.approx(0.42)
+    claims = pd.read_csv(out / "paper_claims.csv").set_index("claim").verdict
+    assert claims["DDIM-InPO improves on the base model"] == "holds"
+    assert claims["DDIM-InPO beats Diffusion-DPO"] == "holds"
+    # DPO's mean final gain +0.02 is reached by InPO at step 5 and by DPO's seeds at 10: a quarter is not shown
+    reach = pd.read_csv(out / "compute_to_reach.csv").set_index(["method", "fraction_of_reference_gain"])
+    assert reach.loc[("inpo", 1.0)].step == 5 and reach.loc[("inpo", 1.0)].reached == 2
+    assert Image.open(tmp_path / "curves.png").size[0] > 1000

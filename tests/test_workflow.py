@@ -290,11 +290,17 @@ def test_the_zoo_trains_and_compares_every_registered_method(tiny_run):
     assert set(pd.read_csv(tiny_run / "tables" / "win_rates.csv").model) <= {"sft", "dpo", "inpo"}
 
 
+def test_the_study_plans_one_training_per_extra_seed(tiny_run):
+    args = ("--configfile", str(TINY), "--directory", str(tiny_run.parents[1]))
+    dry = job_counts(snakemake("-n", "study", *args).stdout)
+    assert dry.get("train") == 3 and dry.get("study_tables") == 1, dry  # seed 1 of each; seed 0 is the main model
+    assert dry.get("sample") == 3 * 2, dry  # the new models on both prompt sets; the base and seed 0 are sampled
+
+
+@pytest.mark.long  # three more trainings, their samples and scores (about a minute); the tables: test_study.py
 def test_the_study_trains_every_seed_and_judges_on_seed_intervals(tiny_run):
     workdir = tiny_run.parents[1]
     args = ("--configfile", str(TINY), "--directory", str(workdir))
-    dry = job_counts(snakemake("-n", "study", *args).stdout)
-    assert dry.get("train") == 3 and dry.get("study_tables") == 1, dry  # seed 1 of each; seed 0 is the main model
     snakemake("--cores", "2", "study", *args)
     study = tiny_run / "study"
     gains = pd.read_csv(study / "tables" / "seed_gains.csv")
