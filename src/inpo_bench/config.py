@@ -155,12 +155,12 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
     for name in [] if study["methods"] == "all" else study["methods"]:
         if name not in names():
             problems.append(f"config key study.methods: unknown method {name!r}; known: {names()} or 'all'")
+    from .scorers import ORACLE_SCORERS as ORACLE
+    from .scorers import TOY_MODEL_SCORERS, known_scorers
+
     # the study target is toy-only and requests its own score files, so its scorers are toy-world scorers, held to
     # neither eval.scorers nor the run's scale (a paper config keeps the default study section unused)
-    from .scorers import ORACLE_SCORERS as TOY_SCORERS
-    from .scorers import TOY_MODEL_SCORERS
-
-    toy_scorers = [*TOY_SCORERS, *TOY_MODEL_SCORERS]
+    toy_scorers = [*ORACLE, *TOY_MODEL_SCORERS]
     for name in study["scorers"]:
         if name not in toy_scorers:
             problems.append(f"config key study.scorers: {name!r} is not a toy-world scorer; known: {toy_scorers}")
@@ -175,9 +175,6 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
                 f"config key tables.comparisons: {comparison!r} names {unknown}, not models of this run {models} "
                 "(methods and checkpoints; `snakemake zoo` compares every registered method)"
             )
-    from .scorers import ORACLE_SCORERS as ORACLE
-    from .scorers import TOY_MODEL_SCORERS, known_scorers
-
     label = config["smpo"]["label_scorer"]
     if label in ORACLE:
         problems.append(
