@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .data.order import ExampleOrder, Layout, example_generators
+from .ema import WeightAverage
 from .errors import TrainingDivergedError
 from .runtime import eta
 
@@ -66,6 +67,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     checkpoint_every: int = 0  # 0: only at the end of the run
     keep_checkpoints: int = 2
+    ema_decay: float | None = None  # keep an EMA of the weights (ema.py), evaluate and return it; None: off
     seed: int = 0
 
     @classmethod
@@ -195,7 +197,8 @@ def train(
     (and at the end); its rows are checkpointed with the rest, so a resumed run keeps the whole curve.
     `fingerprint` identifies the run's settings and inputs; the process count and the effective batch are added
     here. A checkpoint written under another fingerprint (the config or the GPU count changed) is discarded
-    instead of resumed.
+    instead of resumed. With `settings.ema_decay` the modules end holding the moving average of their weights,
+    and `evaluate` measures that average.
     """
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     scratch = Path(scratch_dir)
@@ -210,6 +213,7 @@ def train(
         settings.lr_schedule, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=settings.steps
     )
 
+    average = WeightAverage(trainable, settings.ema_decay) if settings.ema_decay is not None else None
     start, rows, evals = 0, [], []
     existing = _checkpoints(scratch)
     if existing and _fingerprint(existing[-1]) != fingerprint:
@@ -227,12 +231,15 @@ def train(
             module.load_state_dict(state["modules"][name], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if average is not None:
+            average.load_state_dict(state["ema"])
         start, rows, evals = state["step"], state["log"], state["evals"]
         accelerator.print(f"resumed from {existing[-1]} at step {start}")
 
     def measure(step: int) -> None:
         if evaluate is not None and accelerator.is_main_process:
-            evals.append(evaluate(step))
+            with average.applied(trainable) if average is not None else nullcontext():
+                evals.append(evaluate(step))
         accelerator.wait_for_everyone()
 
     if start == 0:
@@ -292,6 +299,8 @@ def train(
         if not skipped:
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if average is not None:  # after every optimiser step, as diffusers' scripts call EMAModel.step
+            average.update(trainable)
         scale = float(scaler.get_scale()) if scaler is not None else math.nan
         if scaler is not None and scale < MIN_LOSS_SCALE:
             raise TrainingDivergedError(
@@ -339,8 +348,11 @@ def train(
                 evals,
                 accelerator,
                 settings.keep_checkpoints,
+                average,
             )
     forwards.close()
+    if average is not None:
+        average.copy_to(trainable)
     for module in trainable.values():
         module.eval()
     extra = sorted({k for row in rows for k in row} - set(LOG_COLUMNS))  # method-specific, e.g. inversion_evals
@@ -359,6 +371,7 @@ def _save_checkpoint(
     evals: list[dict[str, float]],
     accelerator: Accelerator,
     keep: int,
+    average: WeightAverage | None = None,
 ) -> None:
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
@@ -375,6 +388,7 @@ def _save_checkpoint(
         "scaler": scaler.state_dict() if scaler is not None else {},
         "log": rows,
         "evals": evals,
+        "ema": average.state_dict() if average is not None else {},
     }
     torch.save(state, tmp / "state.pt")
     (tmp / "fingerprint").write_text(fingerprint)
