@@ -114,6 +114,45 @@ def test_oracle_ranks_clean_render_above_every_defect(comp):
         assert s.aesthetic < clean.aesthetic - 0.1, name
 
 
+def test_palette_colours_are_far_apart():
+    rgb = {name: np.asarray(c) / 255.0 for name, c in PALETTE.items()}
+    gaps = {(a, b): np.linalg.norm(rgb[a] - rgb[b]) for a in rgb for b in rgb if a < b}
+    assert min(gaps.values()) > 0.32  # yellow-orange, the closest pair of the original eight, is 0.324
+    added = ("cyan", "pink", "brown", "grey")
+    assert min(g for pair, g in gaps.items() if set(pair) & set(added)) > 0.40
+
+
+@pytest.mark.parametrize("fg", list(PALETTE))
+def test_oracle_reads_every_palette_colour_as_foreground_and_background(fg):
+    names = list(PALETTE)
+    for bg in names:
+        if bg == fg:
+            continue
+        comp = Composition(fg, SHAPES[names.index(bg) % 3], bg)
+        clean = score_image(render(comp, 16), comp)
+        assert clean.reward == pytest.approx(1.0) and clean.all_correct, comp.id
+        # the same image scored against a prompt with another foreground colour: not correct, lower fidelity
+        other = next(c for c in names if c not in (fg, bg))
+        wrong = score_image(render(comp, 16), Composition(other, comp.shape, bg))
+        assert not wrong.fg_correct and wrong.fidelity < clean.fidelity - 0.3, comp.id
+
+
+def test_noise_flag_separates_pixel_noise_from_mild_defects():
+    comp = Composition("red", "circle", "blue")
+    flags = {
+        name: score_image(image, comp).as_dict()
+        for name, image in {
+            "clean": render(comp, 16),
+            "blurred": render(comp, 16, Nuisance(blur_sigma=1.2)),
+            "noise 0.08": render(comp, 16, Nuisance(noise_std=0.08), seed=2),  # the pretraining set's mildest
+            "uniform noise": np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        }.items()
+    }
+    assert [flags[k]["noisy"] for k in flags] == [False, False, True, True]
+    assert all(f["not_noise"] == (not f["noisy"]) for f in flags.values())
+    assert flags["noise 0.08"]["clean"] < 0.05 <= flags["blurred"]["clean"]
+
+
 def test_oracle_is_deterministic_and_handles_blank_images():
     comp = Composition("blue", "circle", "white")
     image = render(comp, 16, Nuisance(noise_std=0.1), seed=5)

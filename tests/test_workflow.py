@@ -139,6 +139,8 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
             assert list(scores.columns) == ["prompt_id", "seed", "score"]
             assert sorted(zip(scores.prompt_id, scores.seed)) == sorted(zip(index.prompt_id, index.seed))
             assert scores.score.between(0, 1).all()
+        not_noise = pd.read_csv(out / "scores" / "base" / promptset / "oracle_not_noise.csv").score
+        assert set(not_noise) <= {0.0, 1.0}
 
     for method in ("sft", "dpo", "inpo"):
         folder = out / "models" / method

@@ -19,6 +19,9 @@ ORACLE_SCORERS: dict[str, str] = {
     "oracle_fg_correct": "fg_correct",
     "oracle_bg_correct": "bg_correct",
     "oracle_shape_correct": "shape_correct",
+    # 1 unless the image is pixel noise (clean term < 0.05), so that higher is better like every score; 1 - its
+    # mean is the model's noisy share
+    "oracle_not_noise": "not_noise",
 }
 
 # scorer name -> what the score is (recorded next to every score file)

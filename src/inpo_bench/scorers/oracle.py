@@ -27,14 +27,13 @@ def oracle_scores(index: pd.DataFrame, sample_dir: str | Path, world: World) -> 
     }
 
 
-NOISY_BELOW = 0.05  # an image whose oracle clean term is below this is pixel noise (share reported as `noisy`)
 QUALITY_FIELDS = ("reward", "fidelity", "aesthetic", "fg_correct", "bg_correct", "shape_correct", "all_correct")
 
 
 def oracle_quality(images: list[np.ndarray], prompts: list[str], world: World) -> dict[str, float]:
     """Mean of each oracle field over images: the 'how good is this model' summary of the toy world."""
     records = [world.score(image, prompt).as_dict() for image, prompt in zip(images, prompts)]
-    noisy = float(np.mean([r["clean"] < NOISY_BELOW for r in records]))
+    noisy = float(np.mean([r["noisy"] for r in records]))
     return {
         "images": len(records),
         **{f: float(np.mean([r[f] for r in records])) for f in QUALITY_FIELDS},

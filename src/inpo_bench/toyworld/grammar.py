@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# sRGB colours, far enough apart that the nearest-palette classification of a clean render is unambiguous.
+# sRGB colours, far enough apart that the nearest-palette classification of a clean render is unambiguous: every
+# two are at least 0.32 apart in RGB on [0, 1] (yellow-orange; the oracle's colour score falls to 1/e at 0.2). The
+# last four widen the grammar (config/toy-rich.yaml) and are each at least 0.40 from all others; the oracle's
+# colour scores measure distances to the prompt's colour, so adding them changes no reward of an older world,
+# only which name a wrong colour is nearest to (the *_correct shares).
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -22,6 +26,10 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "orange": (240, 130, 20),
     "white": (245, 245, 245),
     "black": (20, 20, 20),
+    "cyan": (40, 200, 210),
+    "pink": (245, 150, 200),
+    "brown": (120, 70, 30),
+    "grey": (128, 128, 128),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 

@@ -28,6 +28,7 @@ NOISE_SCALE = 0.04  # median neighbour difference at which the clean score falls
 SEED_THRESHOLD = 0.25  # distance from the background colour that seeds the object region
 CENTRE_TOLERANCE = 0.1  # offsets up to this fraction of the image size count as centred ...
 CENTRE_ZERO = 0.3  # ... and offsets from this fraction on score 0
+NOISY_BELOW = 0.05  # an image whose clean term is below this is pixel noise (a model's `noisy` share)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,12 @@ class OracleScore:
     def all_correct(self) -> bool:
         return self.fg_correct and self.bg_correct and self.shape_correct
 
+    @property
+    def noisy(self) -> bool:
+        return self.clean < NOISY_BELOW
+
     def as_dict(self) -> dict[str, float | bool]:
-        return {**asdict(self), "all_correct": self.all_correct}
+        return {**asdict(self), "all_correct": self.all_correct, "noisy": self.noisy, "not_noise": not self.noisy}
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
