@@ -65,3 +65,15 @@ def test_the_study_section_holds_no_other_section_to_its_scorers(default_config)
     assert validate_config(config)["study"]["scorers"] == default_config["study"]["scorers"]
     for paper in ("sd15.yaml", "sdxl.yaml", "smoke-sd.yaml"):
         assert load_config(REPO / "config" / "config.yaml", REPO / "config" / paper)["study"]
+
+
+def test_the_small_world_overlay_restores_the_earlier_world():
+    """config/toy-small.yaml keeps the pre-issue-13 world reachable: 5 x 6 x 3 = 90 compositions, 72 seen."""
+    from inpo_bench.toyworld.world import World
+
+    small = load_config(REPO / "config" / "config.yaml", REPO / "config" / "toy-small.yaml")
+    world = World.from_config(small["world"], small["seed"])
+    assert (len(world.seen), len(world.unseen)) == (72, 18) and small["pretrain"]["ema_decay"] is None
+    default = load_config(REPO / "config" / "config.yaml")
+    world = World.from_config(default["world"], default["seed"])
+    assert (len(world.seen), len(world.unseen)) == (360, 36)
