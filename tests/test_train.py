@@ -208,9 +208,11 @@ def test_fp16_overflows_skip_steps_instead_of_failing_and_resume_exactly(tmp_pat
     reference = make_objective_(world)
     log, _ = train(reference, settings, tmp_path / "ref", accelerator=LossScalingCPU(2.0**127))
     skipped = log[log.skipped == 1]
-    assert 0 < len(skipped) < 10 and skipped.step.tolist() == list(range(1, len(skipped) + 1))
+    assert 0 < len(skipped) < 10 and log.skipped.iloc[0] == 1  # overflows first, then trains
+    # every overflow halves the scale (no growth within 2000 steps); which later steps overflow again depends on
+    # the data (a rising loss can), so the scale is checked against the count of skips so far
     scales = log.loss_scale.tolist()
-    assert scales[: len(skipped)] == [2.0 ** (126 - k) for k in range(len(skipped))]
+    assert scales == [2.0 ** (127 - k) for k in log.skipped.cumsum().tolist()]
     # the LR schedule (2 warm-up steps) starts with the first applied step
     applied = log[log.skipped == 0].lr.tolist()
     assert applied[:3] == pytest.approx([0.0, 5e-4, 1e-3])

@@ -156,7 +156,8 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
 
     table = pd.read_csv(out / "tables" / "mean_scores.csv")
     assert list(table.columns) == ["model", "promptset", "scorer", "mean", "ci_low", "ci_high", "n", "n_prompts"]
-    assert len(table) == 4 * 2 * 7 and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
+    # 4 models x 2 prompt sets x the 8 scorers of tests/configs/tiny.yaml
+    assert len(table) == 4 * 2 * 8 and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
     reward = pd.read_csv(out / "scores" / "base" / "toy_seen" / "oracle_reward.csv").score.mean()
     row = table[(table.model == "base") & (table.promptset == "toy_seen") & (table.scorer == "oracle_reward")]
     assert row["mean"].iloc[0] == pytest.approx(reward)
@@ -175,7 +176,7 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
         "ties",
         "n_prompts",
     ]
-    assert len(wins) == 6 * 2 * 7 and wins.win_rate.between(0, 1).all()
+    assert len(wins) == 6 * 2 * 8 and wins.win_rate.between(0, 1).all()
     for name in ("training_curves", "steps_to_reward", "paper_claims"):
         assert len(pd.read_csv(out / "tables" / f"{name}.csv")) > 0 and (out / "tables" / f"{name}.md").is_file()
     claims = pd.read_csv(out / "tables" / "paper_claims.csv")
