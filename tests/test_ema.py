@@ -34,12 +34,12 @@ def test_the_average_follows_the_warmed_up_recurrence():
         with torch.no_grad():
             layer.weight.fill_(w)
         values.append(w)
-        average.update(modules)
-        seen.append(float(average.shadow["layer"]["weight"]))
+        average.update()
+        seen.append(float(average.shadow["layer.weight"]))
     # decays 0.1, 2/11, 3/12, 4/13, then capped at 0.5
     assert seen == pytest.approx(reference_average(values, 0.5), rel=1e-6)
-    assert not average.shadow["frozen"]  # frozen parameters are not averaged
-    with average.applied(modules):
+    assert list(average.shadow) == ["layer.weight"]  # frozen parameters are not averaged
+    with average.applied():
         assert layer.weight.item() == pytest.approx(seen[-1], rel=1e-6)
     assert layer.weight.item() == 7.0  # the trained weight is back
     with pytest.raises(ValueError, match="ema_decay"):

@@ -19,65 +19,56 @@ from torch import nn
 
 
 class WeightAverage:
+    """The average of the parameters that train in `modules` (name -> module), keyed "<module>.<parameter>"."""
+
     def __init__(self, modules: dict[str, nn.Module], decay: float) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1), got {decay}")
         self.decay = decay
         self.updates = 0
-        self.shadow = {
-            name: {k: p.detach().float().clone() for k, p in module.named_parameters() if p.requires_grad}
+        # the live parameters (loading a checkpoint copies into them, so these references stay valid)
+        self.params = {
+            f"{name}.{k}": p
             for name, module in modules.items()
+            for k, p in module.named_parameters()
+            if p.requires_grad
         }
+        self.shadow = {key: p.detach().float().clone() for key, p in self.params.items()}
 
     def current_decay(self) -> float:
         n = self.updates
         return min(self.decay, (1 + n) / (10 + n))
 
     @torch.no_grad()
-    def update(self, modules: dict[str, nn.Module]) -> None:
+    def update(self) -> None:
         d = self.current_decay()
-        for name, module in modules.items():
-            shadow = self.shadow[name]
-            for k, p in module.named_parameters():
-                if k in shadow:
-                    shadow[k].sub_((1 - d) * (shadow[k] - p.detach().float()))
+        for key, p in self.params.items():
+            self.shadow[key].sub_((1 - d) * (self.shadow[key] - p.float()))
         self.updates += 1
 
     @torch.no_grad()
-    def copy_to(self, modules: dict[str, nn.Module]) -> None:
-        """Overwrite the modules' trained parameters with the average."""
-        for name, module in modules.items():
-            for k, p in module.named_parameters():
-                if k in self.shadow[name]:
-                    p.copy_(self.shadow[name][k])
+    def copy_to_model(self) -> None:
+        """Overwrite the trained parameters with the average."""
+        for key, p in self.params.items():
+            p.copy_(self.shadow[key])
 
     @contextmanager
-    def applied(self, modules: dict[str, nn.Module]) -> Iterator[None]:
-        """The average in the modules for the duration (a progress evaluation), the trained weights after."""
-        saved = {
-            name: {k: p.detach().clone() for k, p in module.named_parameters() if k in self.shadow[name]}
-            for name, module in modules.items()
-        }
-        self.copy_to(modules)
+    def applied(self) -> Iterator[None]:
+        """The average in the model for the duration (a progress evaluation), the trained weights after."""
+        saved = {key: p.detach().clone() for key, p in self.params.items()}
+        self.copy_to_model()
         try:
             yield
         finally:
             with torch.no_grad():
-                for name, module in modules.items():
-                    for k, p in module.named_parameters():
-                        if k in saved[name]:
-                            p.copy_(saved[name][k])
+                for key, p in self.params.items():
+                    p.copy_(saved[key])
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if set(state["shadow"]) != set(self.shadow) or any(
-            set(state["shadow"][name]) != set(self.shadow[name]) for name in self.shadow
-        ):
+        if set(state["shadow"]) != set(self.shadow):
             raise ValueError("the checkpoint's weight average holds other parameters than this model's")
         self.decay, self.updates = float(state["decay"]), int(state["updates"])
-        self.shadow = {
-            name: {k: v.to(self.shadow[name][k].device, torch.float32).clone() for k, v in group.items()}
-            for name, group in state["shadow"].items()
-        }
+        self.shadow = {key: v.to(self.params[key].device, torch.float32).clone() for key, v in state["shadow"].items()}

@@ -238,7 +238,7 @@ def train(
 
     def measure(step: int) -> None:
         if evaluate is not None and accelerator.is_main_process:
-            with average.applied(trainable) if average is not None else nullcontext():
+            with average.applied() if average is not None else nullcontext():
                 evals.append(evaluate(step))
         accelerator.wait_for_everyone()
 
@@ -300,7 +300,7 @@ def train(
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if average is not None:  # after every optimiser step, as diffusers' scripts call EMAModel.step
-            average.update(trainable)
+            average.update()
         scale = float(scaler.get_scale()) if scaler is not None else math.nan
         if scaler is not None and scale < MIN_LOSS_SCALE:
             raise TrainingDivergedError(
@@ -352,7 +352,7 @@ def train(
             )
     forwards.close()
     if average is not None:
-        average.copy_to(trainable)
+        average.copy_to_model()
     for module in trainable.values():
         module.eval()
     extra = sorted({k for row in rows for k in row} - set(LOG_COLUMNS))  # method-specific, e.g. inversion_evals

@@ -14,7 +14,7 @@ import numpy as np
 
 # sRGB colours, far enough apart that the nearest-palette classification of a clean render is unambiguous: every
 # two are at least 0.32 apart in RGB on [0, 1] (yellow-orange; the oracle's colour score falls to 1/e at 0.2). The
-# last four widen the grammar (config/toy-rich.yaml) and are each at least 0.40 from all others; the oracle's
+# last four widen the default world's grammar and are each at least 0.40 from all others; the oracle's
 # colour scores measure distances to the prompt's colour, so adding them changes no reward of an older world,
 # only which name a wrong colour is nearest to (the *_correct shares).
 PALETTE: dict[str, tuple[int, int, int]] = {
