@@ -330,3 +330,27 @@ def test_the_study_is_refused_at_paper_scale(tmp_path):
         "-n", "study", "--configfile", str(REPO / "config" / "smoke-sd.yaml"), "--directory", str(tmp_path), check=False
     )
     assert result.returncode != 0 and "toy-world target" in result.stdout + result.stderr
+
+
+def test_tune_trains_only_the_lrs_the_config_does_not_train(tiny_run):
+    args = ("--configfile", str(TINY), "--directory", str(tiny_run.parents[1]))
+    dry = snakemake("-n", "tune", *args).stdout
+    assert job_counts(dry).get("train") == 1 and job_counts(dry).get("tune_tables") == 1, dry
+    assert "models/dpo/lr~1e-05/eval_log.csv" in dry  # 3e-5 is DPO's lr: its main model, already trained
+
+
+@pytest.mark.long  # one more tiny training and the tables
+def test_tune_judges_the_grid_on_the_progress_evaluation(tiny_run):
+    args = ("--configfile", str(TINY), "--directory", str(tiny_run.parents[1]))
+    snakemake("--cores", "2", "tune", *args)
+    table = pd.read_csv(tiny_run / "tune" / "tables" / "lr_choice.csv")
+    assert table.model.tolist() == ["dpo/lr~1e-05", "dpo"] and table.chosen.sum() == 1
+    evals = pd.read_csv(tiny_run / "models" / "dpo" / "eval_log.csv")
+    assert table.window_mean.iloc[1] == pytest.approx(evals[evals.step >= 2].reward.mean())
+
+
+def test_tune_is_refused_at_paper_scale(tmp_path):
+    result = snakemake(
+        "-n", "tune", "--configfile", str(REPO / "config" / "smoke-sd.yaml"), "--directory", str(tmp_path), check=False
+    )
+    assert result.returncode != 0 and "toy-world target" in result.stdout + result.stderr

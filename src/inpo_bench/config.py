@@ -22,7 +22,7 @@ from .errors import ConfigError
 @cache
 def schema() -> dict[str, Any]:
     """The config schema: schemas/config.schema.yaml plus one section per registered method (its shared keys,
-    `$defs/method_keys`, and the keys its module declares) and its `ablations` entry."""
+    `$defs/method_keys`, and the keys its module declares), its `ablations` entry and its `tune.lrs` grid."""
     from .methods import methods
 
     text = resources.files("inpo_bench").joinpath("schemas/config.schema.yaml").read_text()
@@ -38,6 +38,7 @@ def schema() -> dict[str, Any]:
         }
         full["required"].append(name)
         full["properties"]["ablations"]["properties"][name] = {"$ref": "#/$defs/tsv_files"}
+        full["properties"]["tune"]["properties"]["lrs"]["properties"][name] = {"$ref": "#/$defs/lr_grid"}
     return full
 
 
@@ -164,6 +165,9 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
     for name in study["scorers"]:
         if name not in toy_scorers:
             problems.append(f"config key study.scorers: {name!r} is not a toy-world scorer; known: {toy_scorers}")
+    first, last = config["tune"]["window"]
+    if first > last:
+        problems.append(f"config key tune.window: [{first}, {last}] starts after it ends; give [first, last] step")
     problems += _checkpoint_problems(config, names())
     if toy and not config["methods"]:
         problems.append("config key methods: a toy run trains at least one method (checkpoints are paper scale)")

@@ -88,6 +88,38 @@ def efficiency_curves(summary: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+def lr_curves(curves: pd.DataFrame, window: tuple[int, int], path: str | Path) -> None:
+    """The tune target's curves (tables/tune.py lr_curves): one panel per method, the progress reward against
+    optimiser steps for each learning rate of its grid, the chosen one bold, the window the choice averages shaded."""
+    methods = list(dict.fromkeys(curves.method))
+    cols = min(4, max(1, len(methods)))
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True, constrained_layout=True
+    )
+    for ax, method in zip(axes.flat, methods):
+        block = curves[curves.method == method]
+        for lr, run in block.groupby("lr"):
+            run = run.sort_values("step")
+            bold = bool(run.chosen.iloc[0]) if "chosen" in run else False
+            ax.plot(
+                run.step,
+                run.reward,
+                marker="o",
+                markersize=2.5,
+                linewidth=2.2 if bold else 1.0,
+                label=f"{lr:.0e}" + (" (chosen)" if bold else ""),
+            )
+        ax.axvspan(*window, color="grey", alpha=0.12, lw=0)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("optimiser step")
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(methods) :]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("oracle reward (progress prompts)")
+    _save(fig, path)
+
+
 def noise_schedules(alphas_cumprod: np.ndarray, resolution: int, path: str | Path) -> None:
     """log-SNR against t: the toy base's schedule, Stable Diffusion's on 64 x 64 latents, and SD's raised by the
     resolution factor 2 ln(64 / resolution) (toyworld/schedule.py): the toy curve that carries SD's information."""

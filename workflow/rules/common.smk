@@ -246,7 +246,8 @@ def paper_models_args():
 
 def study_groups():
     """The study's models: base, and each study method at each of study.train_seeds (the method's own seed is its
-    main model, the others the cells <method>/train_seed~<seed> of the seed ablations)."""
+    main model, the others the cells <method>/train_seed~<seed> of the seed ablations).
+    """
     study = config["study"]
     methods = ALL_METHODS if study["methods"] == "all" else study["methods"]
     groups = {"base": ["base"]}
@@ -280,3 +281,19 @@ def study_inputs(wildcards):
         ),
         "evals": [f"{OUT}/models/{m}/eval_log.csv" for m in models if m != "base"],
     }
+
+
+def tune_runs():
+    """The tune target's grid as (method, lr, model id): the lr a method trains today is its main model, any other
+    the cell <method>/lr~<lr>; a method whose grid is [] is left out."""
+    if not TOY:
+        raise WorkflowError(
+            "`snakemake tune` is a toy-world target: it judges learning rates on the oracle's progress evaluation, "
+            "which a paper-scale run does not have"
+        )
+    runs = []
+    for method, lrs in config["tune"]["lrs"].items():
+        for lr in lrs:
+            own = abs(lr - config[method]["lr"]) <= 1e-9 * lr
+            runs.append((method, lr, method if own else f"{method}/lr~{lr:g}"))
+    return runs

@@ -288,3 +288,42 @@ rule study_tables:
     shell:
         "python -m inpo_bench study --scores {input.scores} --groups {params.groups:q} --models {params.models}"
         " --out-dir {params.out_dir} --figure {output.figure} --seed {params.seed} > {log} 2>&1"
+
+
+rule tune_tables:
+    input:
+        evals=lambda wc: [
+            f"{OUT}/models/{model}/eval_log.csv" for _, _, model in tune_runs()
+        ],
+    output:
+        choice=report(
+            f"{OUT}/tune/tables/lr_choice.csv",
+            caption="../report/tune.rst",
+            category="Tune",
+        ),
+        verdicts=report(
+            f"{OUT}/tune/tables/lr_verdicts.csv",
+            caption="../report/tune.rst",
+            category="Tune",
+        ),
+        figure=report(
+            f"{OUT}/tune/figures/lr_curves.png",
+            caption="../report/tune.rst",
+            category="Tune",
+        ),
+    log:
+        f"{OUT}/logs/tables/tune.log",
+    conda:
+        ENV
+    params:
+        out_dir=folder("output.choice"),
+        runs=lambda wc: " ".join(
+            f"{m}:{lr!r}:{OUT}/models/{model}" for m, lr, model in tune_runs()
+        ),
+        configured=lambda wc: json.dumps(
+            {m: config[m]["lr"] for m in config["tune"]["lrs"]}
+        ),
+        window=" ".join(map(str, config["tune"]["window"])),
+    shell:
+        "python -m inpo_bench tune --runs {params.runs} --configured {params.configured:q} --window {params.window}"
+        " --out-dir {params.out_dir} --figure {output.figure} > {log} 2>&1"

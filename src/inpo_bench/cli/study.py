@@ -1,4 +1,5 @@
-"""`study`: the toy study's tables and figure from every training seed of every method (`snakemake study`)."""
+"""`study`: the toy study's tables and figure from every training seed of every method (`snakemake study`);
+`tune`: the learning-rate choice on the progress evaluation (`snakemake tune`)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,52 @@ def cmd_study(args: argparse.Namespace) -> None:
     print(pd.DataFrame(claims)[["claim", "verdict"]].to_string(index=False))
 
 
+def _run_arg(text: str) -> tuple[str, float, str]:
+    """METHOD:LR:MODEL_DIR, e.g. dpo:1e-05:results/toy/models/dpo/lr~1e-05."""
+    parts = text.split(":", 2)
+    try:
+        method, lr, folder = parts
+        return method, float(lr), folder
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--runs {text!r}: not METHOD:LR:MODEL_DIR") from None
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .. import plots, tables
+    from ..tables import tune
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for method, lr, folder in args.runs:
+        match = MODEL_PATH.search(folder)
+        runs[method, lr] = (match["model"] if match else folder, Path(folder) / "eval_log.csv")
+    curves = tune.lr_curves(runs)
+    window = tuple(args.window)
+    try:
+        table = tune.lr_choice(curves, window, args.configured)
+    except ValueError as error:
+        raise SystemExit(f"tune: {error}") from None
+    verdicts = tune.lr_verdicts(table)
+    about = (
+        f"Each method's learning rates judged on the progress evaluation alone (its own prompts and noise seed): "
+        f"window_mean is the mean oracle reward of the measurements at steps {window[0]}-{window[1]}, start the "
+        "reward at step 0; chosen marks the largest window mean, configured the lr the config trains today."
+    )
+    _write_table(out, "lr_choice", table, tables.frame_markdown("Learning-rate choice", about, table, floats="{:.4g}"))
+    _write_table(
+        out,
+        "lr_verdicts",
+        verdicts,
+        tables.frame_markdown("Chosen against configured", about, verdicts, floats="{:.4g}"),
+    )
+    chosen = curves.merge(table[["method", "lr", "chosen"]], on=["method", "lr"])
+    plots.lr_curves(chosen, window, args.figure)
+    print(pd.DataFrame(verdicts).to_string(index=False))
+
+
 def register(add: Add) -> None:
     p = add("study", cmd_study, "the toy study: seed-averaged gains, compute curves, compute to reach DPO's gain")
     p.add_argument("--scores", nargs="+", required=True, help=".../scores/<model>/<promptset>/<scorer>.csv files")
@@ -120,3 +167,10 @@ def register(add: Add) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--figure", required=True, help="the efficiency curves PNG")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    p = add("tune", cmd_tune, "the toy world's learning-rate choice: each method's lr grid on the progress evaluation")
+    p.add_argument("--runs", nargs="+", type=_run_arg, required=True, help="METHOD:LR:MODEL_DIR (with eval_log.csv)")
+    p.add_argument("--configured", type=json_object, required=True, help="method -> the lr its config trains")
+    p.add_argument("--window", nargs=2, type=int, required=True, metavar=("FIRST", "LAST"), help="steps averaged")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--figure", required=True, help="the lr curves PNG")
