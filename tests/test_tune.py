@@ -54,6 +54,7 @@ def test_the_choice_is_the_best_window_mean_and_a_tie_goes_to_the_smaller_lr(gri
     verdicts = lr_verdicts(table).set_index("method")
     assert not verdicts.loc["dpo", "agrees"] and verdicts.loc["dpo", "configured_lr"] == 3e-5
     assert verdicts.loc["inpo", "agrees"]
+    assert verdicts.edge.tolist() == ["", "smallest"]  # DPO's best is inside its grid, InPO's at its low end
 
 
 def test_a_window_without_measurements_names_the_run(grid):

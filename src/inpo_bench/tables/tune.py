@@ -80,18 +80,23 @@ def lr_choice(curves: pd.DataFrame, window: tuple[int, int], configured: dict[st
 
 
 def lr_verdicts(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per method: the chosen lr, the configured one, and whether they agree."""
+    """One row per method: the chosen lr, the configured one, whether they agree, and whether the choice is the
+    grid's smallest or largest lr (`edge`: the grid may not bracket the best lr; extend it on that side)."""
     rows = []
     for method, block in table.groupby("method", sort=False):
         chosen = block[block.chosen].iloc[0]
         configured = block[block.configured]
+        edge = "smallest" if chosen.lr == block.lr.min() else "largest" if chosen.lr == block.lr.max() else ""
         rows.append(
             {
                 "method": method,
                 "chosen_lr": chosen.lr,
                 "chosen_window_mean": chosen.window_mean,
+                "chosen_window_gain": chosen.window_gain,
                 "configured_lr": configured.lr.iloc[0] if len(configured) else np.nan,
                 "agrees": bool(len(configured) and configured.chosen.iloc[0]),
+                "edge": edge if len(block) > 1 else "",
             }
         )
-    return pd.DataFrame(rows, columns=["method", "chosen_lr", "chosen_window_mean", "configured_lr", "agrees"])
+    columns = ["method", "chosen_lr", "chosen_window_mean", "chosen_window_gain", "configured_lr", "agrees", "edge"]
+    return pd.DataFrame(rows, columns=columns)
