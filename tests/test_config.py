@@ -31,6 +31,7 @@ def test_default_config_is_valid(default_config):
         (lambda c: c["study"].update(methods=["dpo", "ipo"]), "study.methods: unknown method 'ipo'"),
         (lambda c: c["study"].update(scorers=["pickscore"]), "study.scorers: 'pickscore' is not a toy-world scorer"),
         (lambda c: c["study"].update(train_seeds=[0, 0]), "study.train_seeds"),
+        (lambda c: c["study"].update(replicate_seeds=[2, 7]), r"study.replicate_seeds: seed\(s\) \[2\] are also in"),
         (lambda c: c["tune"]["lrs"].update(ipo=[1e-5]), r"tune.lrs: unknown key\(s\) \['ipo'\]"),
         (lambda c: c["tune"]["lrs"].update(dpo=[0.0]), "tune.lrs.dpo.0"),
         (lambda c: c["tune"].update(window=[150, 100]), r"tune.window: \[150, 100\] starts after it ends"),

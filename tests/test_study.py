@@ -8,8 +8,10 @@ import pytest
 
 from inpo_bench.tables.curves import training_curves
 from inpo_bench.tables.study import (
+    claim_stability,
     compute_to_reach,
     curve_summary,
+    gain_stability,
     interval_target,
     seed_gains,
     seeded_difference,
@@ -233,3 +235,65 @@ def test_the_study_command_writes_every_table_from_seeded_runs(tmp_path):
     reach = pd.read_csv(out / "compute_to_reach.csv").set_index(["method", "fraction_of_reference_gain"])
     assert reach.loc[("inpo", 1.0)].step == 5 and reach.loc[("inpo", 1.0)].reached == 2
     assert Image.open(tmp_path / "curves.png").size[0] > 1000
+
+
+def _gains(rows: list[tuple[str, float, float, float, str]]) -> pd.DataFrame:
+    """seed_gains rows (model, gain, low, high, verdict) against the base on toy_seen's oracle reward."""
+    frame = pd.DataFrame(rows, columns=["model", "gain", "ci_low", "ci_high", "verdict"])
+    return frame.assign(baseline="base", promptset="toy_seen", scorer="oracle_reward")
+
+
+def test_stability_names_flips_and_interval_cover_row_by_row():
+    first = _gains(
+        [
+            ("dpo", 0.010, 0.004, 0.016, "higher"),
+            ("inpo", -0.001, -0.003, 0.001, "no detectable difference"),
+            ("kto", -0.006, -0.008, -0.004, "lower"),
+            ("sft", 0.002, 0.001, 0.003, "higher"),
+        ]
+    )
+    second = _gains(
+        [
+            ("dpo", 0.012, 0.005, 0.019, "higher"),  # same verdict, each inside the other's interval
+            ("inpo", 0.002, 0.0005, 0.0035, "higher"),  # a verdict change that is not a sign flip
+            ("kto", 0.004, 0.001, 0.007, "higher"),  # a sign flip
+            ("smpo", 0.0, -0.001, 0.001, "no detectable difference"),  # only in the second table
+        ]
+    )
+    table = gain_stability(first, second)
+    assert table.model.tolist() == ["dpo", "inpo", "kto", "sft", "smpo"]  # the first's order, then the second's
+    table = table.set_index("model")
+    assert table.same_verdict.to_dict() == {"dpo": True, "inpo": False, "kto": False, "sft": False, "smpo": False}
+    assert table.sign_flip.to_dict() == {"dpo": False, "inpo": False, "kto": True, "sft": False, "smpo": False}
+    assert table.second_in_first_interval.to_dict() == {
+        "dpo": True, "inpo": False, "kto": False, "sft": False, "smpo": False
+    }  # fmt: skip
+    assert table.first_in_second_interval["dpo"] and not table.first_in_second_interval["inpo"]
+    assert np.isnan(table.gain_second["sft"]) and table.verdict_first["sft"] == "higher"
+
+
+def test_claim_stability_and_the_command(tmp_path):
+    from inpo_bench.cli import main
+
+    claims = ["DDIM-InPO improves on the base model", "DDIM-InPO beats SFT"]
+    for side, verdicts in (("a", ["inconclusive", "holds"]), ("b", ["holds", "holds"])):
+        (tmp_path / side).mkdir()
+        pd.DataFrame({"claim": claims, "verdict": verdicts, "evidence": ""}).to_csv(
+            tmp_path / side / "paper_claims.csv", index=False
+        )
+        gain = 0.01 if side == "a" else -0.01
+        _gains([("dpo", gain, gain - 0.005, gain + 0.005, "higher" if side == "a" else "lower")]).to_csv(
+            tmp_path / side / "seed_gains.csv", index=False
+        )
+    table = claim_stability(
+        pd.read_csv(tmp_path / "a" / "paper_claims.csv"), pd.read_csv(tmp_path / "b" / "paper_claims.csv")
+    )
+    assert table.claim.tolist() == claims and table.same_verdict.tolist() == [False, True]
+    out = tmp_path / "out"
+    argv = ["study-stability", "--first", str(tmp_path / "a"), "--second", str(tmp_path / "b"), "--out-dir", str(out)]
+    assert main(argv) == 0
+    assert pd.read_csv(out / "verdict_stability.csv").sign_flip.tolist() == [True]
+    assert pd.read_csv(out / "claim_stability.csv").same_verdict.tolist() == [False, True]
+    (tmp_path / "b" / "seed_gains.csv").unlink()
+    with pytest.raises(SystemExit, match=r"seed_gains\.csv is missing"):
+        main(argv)

@@ -300,6 +300,14 @@ def test_the_study_plans_one_training_per_extra_seed(tiny_run):
     assert dry.get("sample") == 3 * 2, dry  # the new models on both prompt sets; the base and seed 0 are sampled
 
 
+def test_the_replicate_trains_each_method_again_on_its_own_seeds(tiny_run):
+    args = ("--configfile", str(TINY), "--directory", str(tiny_run.parents[1]))
+    dry = job_counts(snakemake("-n", "study_replicate", *args).stdout)
+    # seed 1 of the study and seed 2 of the replicate, for each of three methods; both tables and their comparison
+    assert dry.get("train") == 6 and dry.get("study_tables") == 1 and dry.get("study_replicate_tables") == 1, dry
+    assert dry.get("study_stability") == 1, dry
+
+
 @pytest.mark.long  # three more trainings, their samples and scores (about a minute); the tables: test_study.py
 def test_the_study_trains_every_seed_and_judges_on_seed_intervals(tiny_run):
     workdir = tiny_run.parents[1]

@@ -156,6 +156,12 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
     for name in [] if study["methods"] == "all" else study["methods"]:
         if name not in names():
             problems.append(f"config key study.methods: unknown method {name!r}; known: {names()} or 'all'")
+    shared = sorted(set(study["train_seeds"]) & set(study["replicate_seeds"]))
+    if shared:
+        problems.append(
+            f"config key study.replicate_seeds: seed(s) {shared} are also in study.train_seeds; the replicate must "
+            "be an independent set of trainings, so give seeds the study does not train"
+        )
     from .scorers import ORACLE_SCORERS as ORACLE
     from .scorers import TOY_MODEL_SCORERS, known_scorers
 

@@ -244,11 +244,13 @@ def paper_models_args():
     )
 
 
-def study_groups():
-    """The study's models: base, and each study method at each of study.train_seeds (the method's own seed is its
-    main model, the others the cells <method>/train_seed~<seed> of the seed ablations).
+def study_groups(seeds=None):
+    """The study's models: base, and each study method at each of study.train_seeds (or the given seeds: the
+    replicate's); the method's own seed is its main model, the others the cells <method>/train_seed~<seed> of the
+    seed ablations.
     """
     study = config["study"]
+    seeds = study["train_seeds"] if seeds is None else seeds
     methods = ALL_METHODS if study["methods"] == "all" else study["methods"]
     groups = {"base": ["base"]}
     for method in methods:
@@ -256,7 +258,7 @@ def study_groups():
         own = config["seed"] if own is None else own
         groups[method] = [
             method if seed == own else f"{method}/train_seed~{seed}"
-            for seed in study["train_seeds"]
+            for seed in seeds
         ]
     return groups
 
@@ -264,13 +266,13 @@ def study_groups():
 STUDY = f"{OUT}/study"
 
 
-def study_inputs(wildcards):
+def study_inputs(wildcards, seeds=None):
     if not TOY:
         raise WorkflowError(
             "`snakemake study` is a toy-world target: it reads the oracle's training curves, which a paper-scale "
             "run does not have"
         )
-    groups = study_groups()
+    groups = study_groups(seeds)
     models = [m for ms in groups.values() for m in ms]
     return {
         "scores": expand(

@@ -290,6 +290,54 @@ rule study_tables:
         " --out-dir {params.out_dir} --figure {output.figure} --seed {params.seed} > {log} 2>&1"
 
 
+use rule study_tables as study_replicate_tables with:
+    # the same study on study.replicate_seeds, a disjoint set of trainings (`snakemake study_replicate`)
+    input:
+        unpack(lambda wc: study_inputs(wc, config["study"]["replicate_seeds"])),
+    output:
+        **{
+            name: f"{STUDY}/replicate/tables/{name}.csv"
+            for name in (
+                "seed_gains",
+                "compute_to_reach",
+                "paper_claims",
+                "curve_summary",
+                "training_curves",
+                "mean_scores",
+            )
+        },
+        figure=f"{STUDY}/replicate/figures/efficiency_curves.png",
+    log:
+        f"{OUT}/logs/tables/study_replicate.log",
+    params:
+        out_dir=folder("output.seed_gains"),
+        groups=lambda wc: json.dumps(study_groups(config["study"]["replicate_seeds"])),
+        models=lambda wc, input: [os.path.dirname(p) for p in input.evals],
+        seed=config["seed"],
+
+
+rule study_stability:
+    # every verdict of the study against the replicate's: flips, and whether each gain lies in the other's interval
+    input:
+        f"{STUDY}/tables/seed_gains.csv",
+        f"{STUDY}/tables/paper_claims.csv",
+        f"{STUDY}/replicate/tables/seed_gains.csv",
+        f"{STUDY}/replicate/tables/paper_claims.csv",
+    output:
+        gains=report(f"{STUDY}/tables/verdict_stability.csv", caption="../report/study.rst", category="Study"),
+        claims=report(f"{STUDY}/tables/claim_stability.csv", caption="../report/study.rst", category="Study"),
+    log:
+        f"{OUT}/logs/tables/study_stability.log",
+    conda:
+        ENV
+    params:
+        first=f"{STUDY}/tables",
+        second=f"{STUDY}/replicate/tables",
+    shell:
+        "python -m inpo_bench study-stability --first {params.first} --second {params.second}"
+        " --out-dir {params.first} > {log} 2>&1"
+
+
 rule tune_tables:
     input:
         evals=lambda wc: [

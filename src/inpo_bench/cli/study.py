@@ -157,6 +157,53 @@ def cmd_tune(args: argparse.Namespace) -> None:
     print(pd.DataFrame(verdicts).to_string(index=False))
 
 
+def cmd_study_stability(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .. import tables
+    from ..tables import study
+
+    first, second = Path(args.first), Path(args.second)
+    frames = {}
+    for folder in (first, second):
+        for name in ("seed_gains", "paper_claims"):
+            path = folder / f"{name}.csv"
+            if not path.is_file():
+                raise SystemExit(f"study-stability: {path} is missing; run the study target that writes it first")
+            frames[folder, name] = pd.read_csv(path)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sides = f"first: {first}, second: {second}"
+    gains = study.gain_stability(frames[first, "seed_gains"], frames[second, "seed_gains"])
+    _write_table(
+        out,
+        "verdict_stability",
+        gains,
+        tables.frame_markdown(
+            "Do the gains' verdicts survive a second set of training seeds?",
+            f"Every gain of two studies on disjoint training seeds ({sides}): each side's gain, interval and "
+            "verdict; sign_flip marks one side higher and the other lower; *_in_*_interval whether a side's gain "
+            "lies inside the other's 95% interval.",
+            gains,
+            floats="{:.4f}",
+        ),
+    )
+    claims = study.claim_stability(frames[first, "paper_claims"], frames[second, "paper_claims"])
+    _write_table(
+        out,
+        "claim_stability",
+        claims,
+        tables.frame_markdown("Do the paper's claims survive a second set of training seeds?", sides, claims),
+    )
+    changed = gains[~gains.same_verdict]
+    print(
+        f"study-stability: {int(gains.same_verdict.sum())}/{len(gains)} gain verdicts agree, "
+        f"{int(gains.sign_flip.sum())} sign flips; {int(claims.same_verdict.sum())}/{len(claims)} claims agree"
+    )
+    if len(changed):
+        print(changed[[*study.GAIN_KEYS, "verdict_first", "verdict_second"]].to_string(index=False))
+
+
 def register(add: Add) -> None:
     p = add("study", cmd_study, "the toy study: seed-averaged gains, compute curves, compute to reach DPO's gain")
     p.add_argument("--scores", nargs="+", required=True, help=".../scores/<model>/<promptset>/<scorer>.csv files")
@@ -174,3 +221,8 @@ def register(add: Add) -> None:
     p.add_argument("--window", nargs=2, type=int, required=True, metavar=("FIRST", "LAST"), help="steps averaged")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--figure", required=True, help="the lr curves PNG")
+
+    p = add("study-stability", cmd_study_stability, "compare the verdicts of two studies on disjoint training seeds")
+    p.add_argument("--first", required=True, help="tables folder of the first study (seed_gains.csv, paper_claims.csv)")
+    p.add_argument("--second", required=True, help="tables folder of the second study")
+    p.add_argument("--out-dir", required=True)
