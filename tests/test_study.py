@@ -246,10 +246,10 @@ def _gains(rows: list[tuple[str, float, float, float, str]]) -> pd.DataFrame:
 def test_stability_names_flips_and_interval_cover_row_by_row():
     first = _gains(
         [
-            ("dpo", 0.010, 0.004, 0.016, "higher"),
-            ("inpo", -0.001, -0.003, 0.001, "no detectable difference"),
-            ("kto", -0.006, -0.008, -0.004, "lower"),
             ("sft", 0.002, 0.001, 0.003, "higher"),
+            ("dpo", 0.010, 0.004, 0.016, "higher"),
+            ("kto", -0.006, -0.008, -0.004, "lower"),
+            ("inpo", -0.001, -0.003, 0.001, "no detectable difference"),
         ]
     )
     second = _gains(
@@ -257,16 +257,16 @@ def test_stability_names_flips_and_interval_cover_row_by_row():
             ("dpo", 0.012, 0.005, 0.019, "higher"),  # same verdict, each inside the other's interval
             ("inpo", 0.002, 0.0005, 0.0035, "higher"),  # a verdict change that is not a sign flip
             ("kto", 0.004, 0.001, 0.007, "higher"),  # a sign flip
-            ("smpo", 0.0, -0.001, 0.001, "no detectable difference"),  # only in the second table
+            ("dspo", 0.0, -0.001, 0.001, "no detectable difference"),  # only in the second table
         ]
     )
     table = gain_stability(first, second)
-    assert table.model.tolist() == ["dpo", "inpo", "kto", "sft", "smpo"]  # the first's order, then the second's
+    assert table.model.tolist() == ["sft", "dpo", "kto", "inpo", "dspo"]  # the first's order, then the second's
     table = table.set_index("model")
-    assert table.same_verdict.to_dict() == {"dpo": True, "inpo": False, "kto": False, "sft": False, "smpo": False}
-    assert table.sign_flip.to_dict() == {"dpo": False, "inpo": False, "kto": True, "sft": False, "smpo": False}
+    assert table.same_verdict.to_dict() == {"dpo": True, "inpo": False, "kto": False, "sft": False, "dspo": False}
+    assert table.opposite_verdicts.to_dict() == {"dpo": False, "inpo": False, "kto": True, "sft": False, "dspo": False}
     assert table.second_in_first_interval.to_dict() == {
-        "dpo": True, "inpo": False, "kto": False, "sft": False, "smpo": False
+        "dpo": True, "inpo": False, "kto": False, "sft": False, "dspo": False
     }  # fmt: skip
     assert table.first_in_second_interval["dpo"] and not table.first_in_second_interval["inpo"]
     assert np.isnan(table.gain_second["sft"]) and table.verdict_first["sft"] == "higher"
@@ -276,7 +276,7 @@ def test_claim_stability_and_the_command(tmp_path):
     from inpo_bench.cli import main
 
     claims = ["DDIM-InPO improves on the base model", "DDIM-InPO beats SFT"]
-    for side, verdicts in (("a", ["inconclusive", "holds"]), ("b", ["holds", "holds"])):
+    for side, verdicts in (("a", ["inconclusive", "holds"]), ("b", ["holds", "does not hold"])):
         (tmp_path / side).mkdir()
         pd.DataFrame({"claim": claims, "verdict": verdicts, "evidence": ""}).to_csv(
             tmp_path / side / "paper_claims.csv", index=False
@@ -288,12 +288,13 @@ def test_claim_stability_and_the_command(tmp_path):
     table = claim_stability(
         pd.read_csv(tmp_path / "a" / "paper_claims.csv"), pd.read_csv(tmp_path / "b" / "paper_claims.csv")
     )
-    assert table.claim.tolist() == claims and table.same_verdict.tolist() == [False, True]
+    assert table.claim.tolist() == claims and table.same_verdict.tolist() == [False, False]
+    assert table.opposite_verdicts.tolist() == [False, True]
     out = tmp_path / "out"
     argv = ["study-stability", "--first", str(tmp_path / "a"), "--second", str(tmp_path / "b"), "--out-dir", str(out)]
     assert main(argv) == 0
-    assert pd.read_csv(out / "verdict_stability.csv").sign_flip.tolist() == [True]
-    assert pd.read_csv(out / "claim_stability.csv").same_verdict.tolist() == [False, True]
+    assert pd.read_csv(out / "verdict_stability.csv").opposite_verdicts.tolist() == [True]
+    assert pd.read_csv(out / "claim_stability.csv").opposite_verdicts.tolist() == [False, True]
     (tmp_path / "b" / "seed_gains.csv").unlink()
     with pytest.raises(SystemExit, match=r"seed_gains\.csv is missing"):
         main(argv)

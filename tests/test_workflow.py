@@ -302,10 +302,15 @@ def test_the_study_plans_one_training_per_extra_seed(tiny_run):
 
 def test_the_replicate_trains_each_method_again_on_its_own_seeds(tiny_run):
     args = ("--configfile", str(TINY), "--directory", str(tiny_run.parents[1]))
-    dry = job_counts(snakemake("-n", "study_replicate", *args).stdout)
+    printed = snakemake("-n", "-p", "study_replicate", *args).stdout
+    dry = job_counts(printed)
     # seed 1 of the study and seed 2 of the replicate, for each of three methods; both tables and their comparison
     assert dry.get("train") == 6 and dry.get("study_tables") == 1 and dry.get("study_replicate_tables") == 1, dry
     assert dry.get("study_stability") == 1, dry
+    # the replicate's tables are built from its own seeds' models only
+    commands = [line for line in printed.splitlines() if "inpo_bench study --scores" in line]
+    replicate = next(line for line in commands if "--out-dir results/tiny/study/replicate/tables" in line)
+    assert "dpo/train_seed~2" in replicate and "train_seed~1" not in replicate, replicate
 
 
 @pytest.mark.long  # three more trainings, their samples and scores (about a minute); the tables: test_study.py

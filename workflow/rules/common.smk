@@ -269,7 +269,8 @@ STUDY = f"{OUT}/study"
 def study_inputs(wildcards, seeds=None):
     if not TOY:
         raise WorkflowError(
-            "`snakemake study` is a toy-world target: it reads the oracle's training curves, which a paper-scale "
+            "`snakemake study` (and study_replicate) is a toy-world target: it reads the oracle's training curves, "
+            "which a paper-scale "
             "run does not have"
         )
     groups = study_groups(seeds)

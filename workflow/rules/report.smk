@@ -291,7 +291,8 @@ rule study_tables:
 
 
 use rule study_tables as study_replicate_tables with:
-    # the same study on study.replicate_seeds, a disjoint set of trainings (`snakemake study_replicate`)
+    # the same study on study.replicate_seeds, a disjoint set of trainings (`snakemake study_replicate`); its
+    # tables stay out of the HTML report, which shows the comparison (study_stability) instead
     input:
         unpack(lambda wc: study_inputs(wc, config["study"]["replicate_seeds"])),
     output:
@@ -309,20 +310,17 @@ use rule study_tables as study_replicate_tables with:
         figure=f"{STUDY}/replicate/figures/efficiency_curves.png",
     log:
         f"{OUT}/logs/tables/study_replicate.log",
-    params:
-        out_dir=folder("output.seed_gains"),
+    params:  # merged key by key into the parent's: only the groups differ
         groups=lambda wc: json.dumps(study_groups(config["study"]["replicate_seeds"])),
-        models=lambda wc, input: [os.path.dirname(p) for p in input.evals],
-        seed=config["seed"],
 
 
 rule study_stability:
     # every verdict of the study against the replicate's: flips, and whether each gain lies in the other's interval
     input:
-        f"{STUDY}/tables/seed_gains.csv",
-        f"{STUDY}/tables/paper_claims.csv",
-        f"{STUDY}/replicate/tables/seed_gains.csv",
-        f"{STUDY}/replicate/tables/paper_claims.csv",
+        first_gains=f"{STUDY}/tables/seed_gains.csv",
+        first_claims=f"{STUDY}/tables/paper_claims.csv",
+        second_gains=f"{STUDY}/replicate/tables/seed_gains.csv",
+        second_claims=f"{STUDY}/replicate/tables/paper_claims.csv",
     output:
         gains=report(f"{STUDY}/tables/verdict_stability.csv", caption="../report/study.rst", category="Study"),
         claims=report(f"{STUDY}/tables/claim_stability.csv", caption="../report/study.rst", category="Study"),
@@ -331,11 +329,12 @@ rule study_stability:
     conda:
         ENV
     params:
-        first=f"{STUDY}/tables",
-        second=f"{STUDY}/replicate/tables",
+        first=folder("input.first_gains"),
+        second=folder("input.second_gains"),
+        out_dir=folder("output.gains"),
     shell:
         "python -m inpo_bench study-stability --first {params.first} --second {params.second}"
-        " --out-dir {params.first} > {log} 2>&1"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule tune_tables:

@@ -182,8 +182,8 @@ def cmd_study_stability(args: argparse.Namespace) -> None:
         tables.frame_markdown(
             "Do the gains' verdicts survive a second set of training seeds?",
             f"Every gain of two studies on disjoint training seeds ({sides}): each side's gain, interval and "
-            "verdict; sign_flip marks one side higher and the other lower; *_in_*_interval whether a side's gain "
-            "lies inside the other's 95% interval.",
+            "verdict; opposite_verdicts marks one side higher and the other lower; *_in_*_interval whether a "
+            "side's gain lies inside the other's 95% interval.",
             gains,
             floats="{:.4f}",
         ),
@@ -198,7 +198,8 @@ def cmd_study_stability(args: argparse.Namespace) -> None:
     changed = gains[~gains.same_verdict]
     print(
         f"study-stability: {int(gains.same_verdict.sum())}/{len(gains)} gain verdicts agree, "
-        f"{int(gains.sign_flip.sum())} sign flips; {int(claims.same_verdict.sum())}/{len(claims)} claims agree"
+        f"{int(gains.opposite_verdicts.sum())} opposite; {int(claims.same_verdict.sum())}/{len(claims)} claims "
+        f"agree, {int(claims.opposite_verdicts.sum())} opposite"
     )
     if len(changed):
         print(changed[[*study.GAIN_KEYS, "verdict_first", "verdict_second"]].to_string(index=False))

@@ -296,7 +296,7 @@ GAIN_KEYS = ["model", "baseline", "promptset", "scorer"]
 def _side_by_side(first: pd.DataFrame, second: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """An outer join in the first table's row order, rows only the second has after them (pandas' outer merge
     sorts the keys, which scrambles the claims' order)."""
-    both = first.merge(second, on=keys, how="outer", suffixes=("_first", "_second"))
+    both = first.merge(second, on=keys, how="outer", suffixes=("_first", "_second"), validate="one_to_one")
     order: dict[tuple, int] = {}
     for key in map(tuple, pd.concat([first[keys], second[keys]]).to_numpy()):
         order.setdefault(key, len(order))
@@ -306,23 +306,25 @@ def _side_by_side(first: pd.DataFrame, second: pd.DataFrame, keys: list[str]) ->
 
 def gain_stability(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Two seed_gains tables of one study on disjoint training-seed sets (or two machines), row by row: each
-    side's gain, interval and verdict; `same_verdict`; `sign_flip` (one side higher, the other lower: the
-    failure the intervals exist to prevent); and whether each side's gain lies inside the other's interval.
+    side's gain, interval and verdict; `same_verdict`; `opposite_verdicts` (one side higher, the other lower:
+    the failure the intervals exist to prevent); and whether each side's gain lies inside the other's interval.
     Rows present in only one table are kept with the other side empty, so nothing is compared silently away."""
     keep = [*GAIN_KEYS, "gain", "ci_low", "ci_high", "verdict"]
     both = _side_by_side(first[keep], second[keep], GAIN_KEYS)
     a, b = both.verdict_first, both.verdict_second
     paired = a.notna() & b.notna()
-    flips = {("higher", "lower"), ("lower", "higher")}
     both["same_verdict"] = paired & (a == b)
-    both["sign_flip"] = [(x, y) in flips for x, y in zip(a, b)]
+    both["opposite_verdicts"] = [{x, y} == {"higher", "lower"} for x, y in zip(a, b)]
     both["second_in_first_interval"] = paired & both.gain_second.between(both.ci_low_first, both.ci_high_first)
     both["first_in_second_interval"] = paired & both.gain_first.between(both.ci_low_second, both.ci_high_second)
     return both
 
 
 def claim_stability(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
-    """Two paper_claims tables, claim by claim: each side's verdict and whether they agree."""
+    """Two paper_claims tables, claim by claim: each side's verdict, whether they agree, and `opposite_verdicts`
+    (one side "holds", the other "does not hold")."""
     both = _side_by_side(first[["claim", "verdict"]], second[["claim", "verdict"]], ["claim"])
     both["same_verdict"] = both.verdict_first.notna() & (both.verdict_first == both.verdict_second)
+    pairs = zip(both.verdict_first, both.verdict_second)
+    both["opposite_verdicts"] = [{x, y} == {"holds", "does not hold"} for x, y in pairs]
     return both
