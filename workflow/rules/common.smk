@@ -264,14 +264,14 @@ def study_groups(seeds=None):
 
 
 STUDY = f"{OUT}/study"
+STUDY_TABLES = ("seed_gains", "compute_to_reach", "paper_claims", "curve_summary", "training_curves", "mean_scores")
 
 
 def study_inputs(wildcards, seeds=None):
     if not TOY:
         raise WorkflowError(
             "`snakemake study` (and study_replicate) is a toy-world target: it reads the oracle's training curves, "
-            "which a paper-scale "
-            "run does not have"
+            "which a paper-scale run does not have"
         )
     groups = study_groups(seeds)
     models = [m for ms in groups.values() for m in ms]

@@ -262,14 +262,7 @@ rule study_tables:
                 caption="../report/study.rst",
                 category="Study",
             )
-            for name in (
-                "seed_gains",
-                "compute_to_reach",
-                "paper_claims",
-                "curve_summary",
-                "training_curves",
-                "mean_scores",
-            )
+            for name in STUDY_TABLES
         },
         figure=report(
             f"{STUDY}/figures/efficiency_curves.png",
@@ -298,14 +291,7 @@ use rule study_tables as study_replicate_tables with:
     output:
         **{
             name: f"{STUDY}/replicate/tables/{name}.csv"
-            for name in (
-                "seed_gains",
-                "compute_to_reach",
-                "paper_claims",
-                "curve_summary",
-                "training_curves",
-                "mean_scores",
-            )
+            for name in STUDY_TABLES
         },
         figure=f"{STUDY}/replicate/figures/efficiency_curves.png",
     log:
