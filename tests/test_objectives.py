@@ -302,3 +302,55 @@ def test_the_trainer_counts_every_unet_pass_of_a_step(model, data, name, tmp_pat
     np.testing.assert_allclose(per_step, 2 * HAND_COUNTED[name](4) + inversion, rtol=0, atol=1e-9)
     if name in ("inpo", "smpo"):
         assert (log["inversion_evals"] > 0).all()
+
+
+def denoising_margin(policy, reference, data, alphas_cumprod, t_max, draws=8):
+    """Mean over pairs and fixed (t, eps) draws, t <= t_max, of (m_w - r_w) - (m_l - r_l): how much better the policy
+    denoises the winners than the losers relative to the reference. Written here from the UNets alone, independent of
+    any method's loss: 0 when policy == reference, negative once the policy prefers the winners."""
+    g = torch.Generator().manual_seed(123)
+    x0_w, x0_l = data.x0_w[:, 0], data.x0_l[:, 0]
+    ctx = data.context[data.caption_index]
+    margins = []
+    with torch.no_grad():
+        for _ in range(draws):
+            t = torch.randint(0, t_max + 1, (len(x0_w),), generator=g)
+            eps = torch.randn(x0_w.shape, generator=g)
+            mse = {}
+            for name, unet in (("m", policy), ("r", reference)):
+                for side, x0 in (("w", x0_w), ("l", x0_l)):
+                    pred = unet(add_noise(x0, eps, alphas_cumprod[t]), t, encoder_hidden_states=ctx).sample
+                    mse[name + side] = per_sample_mse(pred, eps)
+            margins.append(((mse["mw"] - mse["rw"]) - (mse["ml"] - mse["rl"])).mean())
+    return torch.stack(margins).mean().item()
+
+
+def mean_loss(objective, seeds=range(4)):
+    """The objective's own loss on fixed draws (same pairs, timesteps, noise for every call)."""
+    with torch.no_grad():
+        return float(np.mean([objective(**draw(objective, seed))[0].item() for seed in seeds]))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_every_method_fits_six_pairs(model, data, name, tmp_path):
+    """Each objective, trained on six pairs, lowers its own loss on fixed draws; the methods that regress onto the
+    forward noise also make the policy denoise the winners better than the losers relative to where it started (an
+    independent measure). A sign error in a loss or a gradient rescale (KTO's detached reference point, SDPO's loser
+    scale) fails it. InPO and SmPO regress onto DDIM-inverted latents instead: on these random images and a random
+    UNet their inversions are far from Gaussian noise and the forward-noise margin is not theirs to move (on the toy
+    base and real pairs it is: issue 13's note), so they are held to their own loss."""
+    import copy
+
+    from inpo_bench.config import load_config
+    from inpo_bench.train import TrainSettings, train
+
+    config = load_config(REPO / "config" / "config.yaml")
+    t_max = 300  # short inversions keep the test quick
+    cfg = {**config[name], "batch_size": 6, "caption_dropout": 0.0, "t_max": t_max}
+    agreeing = FakeScores([0.3] * 6, [0.1] * 6)  # SmPO's label scorer agrees with the labels here
+    objective = get(name).build(Context(model.unet, data, cfg, model, pair_scores=agreeing))
+    start, before = copy.deepcopy(model.unet), mean_loss(objective)
+    train(objective, TrainSettings(steps=20, lr=3e-4, examples_per_step=6, seed=0), tmp_path)
+    assert mean_loss(objective) < before
+    if name not in ("inpo", "smpo"):
+        assert denoising_margin(model.unet, start, data, model.alphas_cumprod, t_max) < 0
