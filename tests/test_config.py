@@ -71,6 +71,17 @@ def test_the_study_section_holds_no_other_section_to_its_scorers(default_config)
         assert load_config(REPO / "config" / "config.yaml", REPO / "config" / paper)["study"]
 
 
+@pytest.mark.parametrize("probe", sorted((REPO / "config" / "probes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_probe_overlay_is_a_valid_run_of_its_own(probe):
+    """config/probes/*.yaml (why no method helps, issue 13) load over the default and write to their own run, so a
+    probe never overwrites results/toy; they tune DPO and InPO, the methods the probes README reports."""
+    default = load_config(REPO / "config" / "config.yaml")
+    config = load_config(REPO / "config" / "config.yaml", probe)
+    assert config["run"] != default["run"]
+    tuned = {method for method, lrs in config["tune"]["lrs"].items() if lrs}
+    assert {"dpo", "inpo"} <= tuned <= {"sft", "dpo", "inpo"}
+
+
 def test_the_small_world_overlay_restores_the_earlier_world():
     """config/toy-small.yaml keeps the pre-issue-13 world reachable: 5 x 6 x 3 = 90 compositions, 72 seen."""
     from inpo_bench.toyworld.world import World
