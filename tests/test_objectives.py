@@ -14,6 +14,7 @@ from inpo_bench.methods.dpo import DPO, dpo_loss
 from inpo_bench.methods.inpo import InPO, inpo_target
 from inpo_bench.methods.inversion import InversionSettings, invert
 from inpo_bench.methods.losses import per_sample_mse
+from inpo_bench.methods.objectives import plain_eps
 from inpo_bench.methods.sft import SFT
 from inpo_bench.models.bundle import load_model
 from tests.conftest import REPO
@@ -178,12 +179,12 @@ class FakeScores:
         return float(min(self.w.min(), self.l.min())), float(max(self.w.max(), self.l.max()))
 
 
-def build_method(name, model, data, **overrides):
+def build_method(name, model, data, scores=None, **overrides):
     from inpo_bench.config import load_config
 
     config = load_config(REPO / "config" / "config.yaml")
     cfg = {**config[name], "batch_size": 4, "caption_dropout": 0.0, **overrides}
-    scores = FakeScores([0.2, 0.1, 0.3, 0.1, 0.2, 0.2], [0.1, 0.3, 0.1, 0.2, 0.2, 0.25])
+    scores = scores or FakeScores([0.2, 0.1, 0.3, 0.1, 0.2, 0.2], [0.1, 0.3, 0.1, 0.2, 0.2, 0.25])
     return get(name).build(Context(model.unet, data, cfg, model, pair_scores=scores))
 
 
@@ -319,7 +320,7 @@ def denoising_margin(policy, reference, data, alphas_cumprod, t_max, draws=8):
             mse = {}
             for name, unet in (("m", policy), ("r", reference)):
                 for side, x0 in (("w", x0_w), ("l", x0_l)):
-                    pred = unet(add_noise(x0, eps, alphas_cumprod[t]), t, encoder_hidden_states=ctx).sample
+                    pred = plain_eps(unet, add_noise(x0, eps, alphas_cumprod[t]), t, ctx)
                     mse[name + side] = per_sample_mse(pred, eps)
             margins.append(((mse["mw"] - mse["rw"]) - (mse["ml"] - mse["rl"])).mean())
     return torch.stack(margins).mean().item()
@@ -333,22 +334,20 @@ def mean_loss(objective, seeds=range(4)):
 
 @pytest.mark.parametrize("name", ZOO)
 def test_every_method_fits_six_pairs(model, data, name, tmp_path):
-    """Each objective, trained on six pairs, lowers its own loss on fixed draws; the methods that regress onto the
-    forward noise also make the policy denoise the winners better than the losers relative to where it started (an
-    independent measure). A sign error in a loss or a gradient rescale (KTO's detached reference point, SDPO's loser
-    scale) fails it. InPO and SmPO regress onto DDIM-inverted latents instead: on these random images and a random
-    UNet their inversions are far from Gaussian noise and the forward-noise margin is not theirs to move (on the toy
-    base and real pairs it is: issue 13's note), so they are held to their own loss."""
+    """Each objective, trained 20 steps on six pairs, lowers its own loss on fixed draws: the trainer descends every
+    method's objective. The methods that regress onto the forward noise (all but InPO and SmPO) must also make the
+    policy denoise the winners better than the losers relative to where it started, a measure recomputed here from
+    the UNets alone: a sign error in their loss or gradient rescale (KTO's detached reference point, SDPO's loser
+    scale) fails it. InPO and SmPO regress onto DDIM-inverted latents instead; on these random images and a random
+    UNet the inversions are far from Gaussian noise and their forward-noise margin is not theirs to move, so this
+    test holds them to their own loss only (their loss values are checked by hand above and in test_losses.py)."""
     import copy
 
-    from inpo_bench.config import load_config
     from inpo_bench.train import TrainSettings, train
 
-    config = load_config(REPO / "config" / "config.yaml")
     t_max = 300  # short inversions keep the test quick
-    cfg = {**config[name], "batch_size": 6, "caption_dropout": 0.0, "t_max": t_max}
     agreeing = FakeScores([0.3] * 6, [0.1] * 6)  # SmPO's label scorer agrees with the labels here
-    objective = get(name).build(Context(model.unet, data, cfg, model, pair_scores=agreeing))
+    objective = build_method(name, model, data, scores=agreeing, batch_size=6, t_max=t_max)
     start, before = copy.deepcopy(model.unet), mean_loss(objective)
     train(objective, TrainSettings(steps=20, lr=3e-4, examples_per_step=6, seed=0), tmp_path)
     assert mean_loss(objective) < before
