@@ -100,10 +100,11 @@ def main() -> None:
         g = torch.Generator().manual_seed(c)
         random = [torch.randn(w.shape, generator=g).sign() for w in start_weights]
         print(f"random {c:<7} " + "  ".join(f"{reward_along(random, s) - start:+.4f}" for s in args.sizes), flush=True)
+    # encoded once for every method: one that reads only the winners (SFT) ignores the losers
+    data = load_pair_data(run / "data" / "pairs.parquet", base, losers=True)
     for name in args.methods:
         clock = time.perf_counter()
         cfg = config[name]  # caption dropout included: the draws are seeded, so the gradient is fixed
-        data = load_pair_data(run / "data" / "pairs.parquet", base, losers=get(name).losers)
         objective = get(name).build(Context(base.unet, data, cfg, base))
         assert objective.policy is base.unet
         every = np.arange(len(data))
