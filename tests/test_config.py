@@ -35,6 +35,11 @@ def test_default_config_is_valid(default_config):
         (lambda c: c["tune"]["lrs"].update(ipo=[1e-5]), r"tune.lrs: unknown key\(s\) \['ipo'\]"),
         (lambda c: c["tune"]["lrs"].update(dpo=[0.0]), "tune.lrs.dpo.0"),
         (lambda c: c["tune"].update(window=[150, 100]), r"tune.window: \[150, 100\] starts after it ends"),
+        (lambda c: c["dpo"].update(t_sampling="snr"), "dpo.t_sampling: 'snr' is not one of"),
+        (
+            lambda c: (c["base"].update(kind="sd", pretrained="x"), c["inpo"].update(t_sampling="sd_snr")),
+            "inpo.t_sampling: sd_snr maps SD's timesteps onto the toy world's schedule",
+        ),
     ],
 )
 def test_mistakes_name_their_key(default_config, change, message):
@@ -42,6 +47,17 @@ def test_mistakes_name_their_key(default_config, change, message):
     change(config)
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+def test_a_uniform_t_sampling_leaves_the_training_spec_as_before_the_key_existed(default_config):
+    """Models trained before t_sampling existed drew t uniformly: their specs must not change, or Snakemake would
+    retrain every model of a run; sd_snr is part of the spec, so switching to it retrains."""
+    from inpo_bench.config import training_spec
+
+    spec = training_spec(default_config, default_config["dpo"])
+    assert "t_sampling" not in spec["method"] and spec["method"]["t_max"] == 999
+    mapped = training_spec(default_config, {**default_config["dpo"], "t_sampling": "sd_snr"})
+    assert mapped["method"]["t_sampling"] == "sd_snr"
 
 
 def test_overlays_deep_merge(tmp_path):
@@ -73,7 +89,8 @@ def test_the_study_section_holds_no_other_section_to_its_scorers(default_config)
 
 def test_every_probe_overlay_is_a_valid_run_of_its_own():
     """config/probes/*.yaml (why no method helps, issue 13) load over the default and each writes to a run of its
-    own, so a probe never overwrites results/toy or another probe; they tune DPO and InPO, what the README reports."""
+    own, so a probe never overwrites results/toy or another probe; they tune DPO and InPO, what the README reports.
+    The base probes (config/probes/base/) change only the toy model or its pretraining."""
     probes = sorted((REPO / "config" / "probes").glob("*.yaml"))
     runs = [load_config(REPO / "config" / "config.yaml")["run"]]
     for probe in probes:
@@ -81,7 +98,14 @@ def test_every_probe_overlay_is_a_valid_run_of_its_own():
         runs.append(config["run"])
         tuned = {method for method, lrs in config["tune"]["lrs"].items() if lrs}
         assert {"dpo", "inpo"} <= tuned <= {"sft", "dpo", "inpo"}, probe.name
-    assert len(probes) >= 4 and len(set(runs)) == len(runs)
+    default = load_config(REPO / "config" / "config.yaml")
+    bases = sorted((REPO / "config" / "probes" / "base").glob("*.yaml"))
+    for probe in bases:  # base probes change how the base is built, nothing else
+        config = validate_config(load_config(REPO / "config" / "config.yaml", probe))
+        runs.append(config["run"])
+        changed = {k for k in config if config[k] != default[k]}
+        assert changed - {"run"} and changed <= {"run", "toy_model", "pretrain"}, probe.name
+    assert len(probes) >= 4 and len(bases) >= 4 and len(set(runs)) == len(runs)
 
 
 def test_the_small_world_overlay_restores_the_earlier_world():

@@ -188,6 +188,17 @@ def build_method(name, model, data, scores=None, **overrides):
     return get(name).build(Context(model.unet, data, cfg, model, pair_scores=scores))
 
 
+def test_sd_snr_sampling_trains_at_the_mapped_timesteps_of_the_same_draws(model, data):
+    from inpo_bench.toyworld.schedule import sd_equivalent_timesteps
+
+    uniform = build_method("dpo", model, data, batch_size=6)
+    mapped = build_method("dpo", model, data, batch_size=6, t_sampling="sd_snr")
+    drawn, trained = draw(uniform, 3)["t"], draw(mapped, 3)["t"]
+    table = sd_equivalent_timesteps(model.alphas_cumprod.double().numpy(), model.resolution)
+    assert trained.tolist() == table[drawn.numpy()].tolist() and trained.tolist() != drawn.tolist()
+    assert draw(uniform, 3)["noise"].equal(draw(mapped, 3)["noise"])  # the other draws are untouched
+
+
 @pytest.mark.parametrize("name", ZOO)
 def test_every_method_starts_at_its_known_value(model, data, name):
     objective = build_method(name, model, data)

@@ -46,3 +46,19 @@ def test_betas_rebuild_the_schedule_and_the_scheduler_stores_them():
     np.testing.assert_allclose(named.alphas_cumprod.double().numpy(), schedule.linear(1000, 0.0001, 0.02), rtol=1e-4)
     with pytest.raises(ValueError, match="decrease"):
         schedule.betas(np.array([0.9, 0.95]))
+
+
+def test_sd_equivalent_timesteps_match_sds_information_by_brute_force():
+    toy = schedule.linear(1000, 0.0001, 0.02)
+    mapped = schedule.sd_equivalent_timesteps(toy, 16)
+    # independently: for each SD timestep, the toy SNR nearest (in log) to SD's SNR x (64 / 16)^2
+    sd_snr = np.exp(schedule.log_snr(schedule.scaled_linear())) * 16
+    toy_snr = np.exp(schedule.log_snr(toy))
+    brute = np.abs(np.log(toy_snr)[None, :] - np.log(sd_snr)[:, None]).argmin(axis=1)
+    np.testing.assert_array_equal(mapped, brute)
+    assert mapped[0] == 0 and mapped[500] == 118 and mapped[999] == 511  # the values the docstring quotes
+    assert (np.diff(mapped) >= 0).all()
+    # SD's own schedule at SD's latent size maps onto itself
+    np.testing.assert_array_equal(schedule.sd_equivalent_timesteps(schedule.scaled_linear(), 64), np.arange(1000))
+    with pytest.raises(ValueError, match="decrease"):
+        schedule.sd_equivalent_timesteps(np.array([0.9, 0.95, 0.5]), 16)

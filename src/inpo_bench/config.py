@@ -75,7 +75,13 @@ def runtime_keys(config: dict[str, Any]) -> tuple[str, ...]:
 def training_spec(config: dict[str, Any], method_config: dict[str, Any]) -> dict[str, Any]:
     """What a training job's weights depend on (its --spec): a change of any of it retrains the model."""
     spec = {
-        "method": {k: v for k, v in method_config.items() if k not in runtime_keys(config)},
+        "method": {
+            k: v
+            for k, v in method_config.items()
+            # uniform timesteps are what every model trained before t_sampling existed used: their specs, and so
+            # their outputs, stay valid instead of retraining every model of a run
+            if k not in runtime_keys(config) and (k, v) != ("t_sampling", "uniform")
+        },
         "training": {"mixed_precision": config["training"]["mixed_precision"]},
         "data": {"encoding": config["data"]["encoding"], "flip": config["data"]["flip"]},
         "seed": config["seed"],
@@ -200,6 +206,11 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
         cfg = config[method]
         if cfg["t_min"] > cfg["t_max"]:
             problems.append(f"config key {method}.t_min: {cfg['t_min']} is above {method}.t_max {cfg['t_max']}")
+        if cfg["t_sampling"] == "sd_snr" and not toy:
+            problems.append(
+                f"config key {method}.t_sampling: sd_snr maps SD's timesteps onto the toy world's schedule; "
+                "a Stable Diffusion base trains on its own timesteps (use uniform)"
+            )
         per_micro = cfg["batch_size"] * processes
         if cfg["pairs_per_step"] % per_micro:
             problems.append(

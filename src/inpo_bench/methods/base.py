@@ -34,8 +34,20 @@ class Context:
             "caption_dropout": cfg["caption_dropout"],
             "t_min": cfg["t_min"],
             "t_max": cfg["t_max"],
+            "t_table": self.timestep_table(),
             "eps_fn": self.model.eps,
         }
+
+    def timestep_table(self) -> Any:
+        """The trained timestep of each drawn one under the config's t_sampling (None: the drawn one itself)."""
+        if self.config.get("t_sampling", "uniform") == "uniform":  # training specs leave the default out
+            return None
+        import torch
+
+        from ..toyworld.schedule import sd_equivalent_timesteps
+
+        abar = self.model.alphas_cumprod.double().numpy()
+        return torch.from_numpy(sd_equivalent_timesteps(abar, self.model.resolution))
 
 
 @dataclass(frozen=True)

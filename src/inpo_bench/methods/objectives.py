@@ -113,7 +113,8 @@ def plain_eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, context: torch.
 class PairObjective(nn.Module):
     """The trained UNet (`policy`), optionally a frozen `reference`, and the per-pair draws every pair method
     shares: caption dropout, the timestep, a horizontal flip of each image, in that order from the pair's
-    generator (methods add theirs after these).
+    generator (methods add theirs after these). `t_table` (config t_sampling) maps each drawn timestep to the one
+    trained at.
 
     `data` is a source of data/pairs.py (PairData, EncodedPairs, LazyPairs); `eps_fn(unet, x, t, context)` calls a
     UNet with the model kind's conditioning (T2IModel.eps). With `reference`, a frozen copy of the initial UNet is
@@ -130,6 +131,7 @@ class PairObjective(nn.Module):
         caption_dropout: float,
         t_min: int = 0,
         t_max: int | None = None,
+        t_table: torch.Tensor | None = None,
         eps_fn: Callable[..., torch.Tensor] = plain_eps,
         reference: bool = False,
         reference_dtype: torch.dtype | None = None,
@@ -148,6 +150,9 @@ class PairObjective(nn.Module):
         self.batch_size = batch_size
         self.caption_dropout = caption_dropout
         self.t_min, self.t_max = t_min, t_max
+        if t_table is not None and (len(t_table) != len(abar) or t_table.min() < 0 or t_table.max() >= len(abar)):
+            raise ValueError(f"t_table must map each of the {len(abar)} timesteps to one of them")
+        self.t_table = t_table
         self.eps_fn = eps_fn
 
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -158,6 +163,8 @@ class PairObjective(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         dropped = uniform(generators) < self.caption_dropout
         t = integers(generators, self.t_min, self.t_max)
+        if self.t_table is not None:  # t_sampling: the drawn timestep stands for the one trained at
+            t = self.t_table[t]
         flips = torch.stack([uniform(generators) < 0.5, uniform(generators) < 0.5], dim=1)
         x0_w, x0_l, context = self.data.encode(fetched, flips)
         context = context.clone()

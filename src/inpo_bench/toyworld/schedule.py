@@ -52,3 +52,23 @@ def betas(alphas_cumprod: np.ndarray) -> np.ndarray:
     if not ((out > 0) & (out < 1)).all():
         raise ValueError("alpha-bar must decrease strictly from below 1 to above 0")
     return out
+
+
+def sd_equivalent_timesteps(alphas_cumprod: np.ndarray, resolution: int) -> np.ndarray:
+    """For each of Stable Diffusion's timesteps s, the toy timestep with the nearest log-SNR to SD's at s plus the
+    resolution shift 2 ln(64 / resolution) (module docstring): the noise level, in the toy model's own schedule,
+    that holds as much of the image as SD's latents hold at s. Non-decreasing in s (both log-SNRs decrease).
+
+    Drawing s uniformly and training at this map's t gives a toy method the noise levels SD's recipes train on.
+    On the default linear toy schedule at 16 px, SD's t = 500 maps to 118 and t = 999 to 511: the toy timesteps
+    above ~510 hold less signal than SD's noisiest latents and are never drawn.
+    """
+    own = log_snr(alphas_cumprod)
+    if not (np.diff(own) < 0).all():
+        raise ValueError("the toy schedule's log-SNR must decrease strictly with t")
+    target = log_snr(scaled_linear(len(own))) + 2 * np.log(SD_LATENT_SIDE / resolution)
+    # own decreases: search the increasing -own; compare the neighbours on either side of each insertion point
+    right = np.clip(np.searchsorted(-own, -target), 1, len(own) - 1)
+    left = right - 1
+    nearer_left = np.abs(own[left] - target) <= np.abs(own[right] - target)
+    return np.where(nearer_left, left, right).astype(np.int64)
