@@ -15,7 +15,8 @@ mode; the toy UNet has no dropout, so that is the gradient the trainer sees. Run
 
     python bench/gradient_direction.py --methods dpo inpo sft
 
-Seen on 2 cores (2026-12-06, about 8 minutes): the table in config/probes/README.md.
+`--direction raw` moves along the gradient itself, rescaled to the same root-mean-square move per weight, instead
+of its sign. Seen on 2 cores (2026-12-06, about 8 minutes): the tables in config/probes/README.md.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ def sign_agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return same / sum(x.numel() for x in a)
 
 
+def descent(gradient: list[torch.Tensor], kind: str) -> list[torch.Tensor]:
+    """The descent direction with a root-mean-square of 1 per weight: the negated sign, or the negated gradient
+    rescaled (moving by `size` along it moves the weights as far, in L2, as the sign move of that size)."""
+    if kind == "sign":
+        return [-x.sign() for x in gradient]
+    count = sum(x.numel() for x in gradient)
+    rms = (sum(float((x.double() ** 2).sum()) for x in gradient) / count) ** 0.5
+    return [-x / rms for x in gradient]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=str(REPO / "results" / "toy"))
@@ -71,6 +82,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--sizes", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4, 1e-3])
+    parser.add_argument(
+        "--direction",
+        choices=["sign", "raw"],
+        default="sign",
+        help="sign: every weight moves by the size (Adam's first steps); raw: along the gradient itself, scaled to "
+        "the same root-mean-square move per weight (plain gradient descent)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     run = Path(args.run)
@@ -111,7 +129,7 @@ def main() -> None:
         full = summed_gradient(objective, every, args.draws, cfg["batch_size"], seed=1000)
         step = np.random.default_rng(0).choice(every, cfg["pairs_per_step"], replace=False)
         agree = sign_agreement(summed_gradient(objective, step, 1, cfg["batch_size"], seed=2000), full)
-        gains = [reward_along([-x.sign() for x in full], s) - start for s in args.sizes]
+        gains = [reward_along(descent(full, args.direction), s) - start for s in args.sizes]
         print(
             f"{name:<14} " + "  ".join(f"{x:+.4f}" for x in gains) + f"   ({time.perf_counter() - clock:.0f} s; one "
             f"{cfg['pairs_per_step']}-pair step's gradient has the full-batch sign on {agree:.1%} of the weights)",
