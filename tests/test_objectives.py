@@ -197,6 +197,16 @@ def test_sd_snr_sampling_trains_at_the_mapped_timesteps_of_the_same_draws(model,
     table = sd_equivalent_timesteps(model.alphas_cumprod.double().numpy(), model.resolution)
     assert trained.tolist() == table[drawn.numpy()].tolist() and trained.tolist() != drawn.tolist()
     assert draw(uniform, 3)["noise"].equal(draw(mapped, 3)["noise"])  # the other draws are untouched
+    with pytest.raises(ValueError, match="t_table must map each of the 1000 timesteps"):
+        DPO(
+            model.unet,
+            1.0,
+            data=data,
+            abar=model.alphas_cumprod,
+            batch_size=2,
+            caption_dropout=0.0,
+            t_table=torch.arange(500),
+        )
 
 
 @pytest.mark.parametrize("name", ZOO)
