@@ -16,7 +16,9 @@ mode; the toy UNet has no dropout, so that is the gradient the trainer sees. Run
     python bench/gradient_direction.py --methods dpo inpo sft
 
 `--direction raw` moves along the gradient itself, rescaled to the same root-mean-square move per weight, instead
-of its sign. Seen on 2 cores (2026-12-06, about 8 minutes): the tables in config/probes/README.md.
+of its sign (the random controls stay sign directions; a sign move leaves weights whose gradient is exactly 0 in
+place, so its root-mean-square move is then a little below the size). Seen on 2 cores (2026-12-06, about 8
+minutes): the tables in config/probes/README.md.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def main() -> None:
                     p.copy_(w)
 
     start = measure(0)["reward"]
-    print(f"base: reward {start:.4f} on {args.prompts} prompts (seed {args.seed})", flush=True)
+    print(f"base: reward {start:.4f} on {args.prompts} prompts (seed {args.seed}); {args.direction} directions")
     print("size           " + "  ".join(f"{s:>8.0e}" for s in args.sizes))
     for c in range(args.controls):
         g = torch.Generator().manual_seed(c)

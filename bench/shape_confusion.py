@@ -3,9 +3,10 @@
 The oracle's `shape_correct` share says how often a model draws the asked shape, not whether it listens to the
 shape word at all: a model that draws circles for every prompt scores 1/3, as one that draws shapes at random. This
 script samples a model on a prompt set (by default every toy_seen prompt, seeds 0 and 1, the evaluation's sampler)
-and counts, for each asked shape, the shape the oracle reads in the image: the template the oracle's shape score
-ranks first (the object is read the same whatever the prompt asks, so scoring the image against each shape ranks
-them), or "none" where no template fits (every shape score 0, or no object). Run from the repository root:
+and counts, for each asked shape, the shape the oracle reads in the image: the template with the strictly highest
+IoU with the object (`oracle.shape_ious`, the fit behind the oracle's shape score and `shape_correct`), "tie" where
+two templates fit equally (small blobs, for which circle and square templates coincide; `shape_correct` counts a tie
+as wrong), or "none" where nothing stands out from the background. Run from the repository root:
 
     python bench/shape_confusion.py --model results/toy/models/base
 
@@ -27,15 +28,18 @@ sys.path.insert(0, str(REPO / "src"))
 from inpo_bench.config import load_config  # noqa: E402
 from inpo_bench.models.bundle import load_model  # noqa: E402
 from inpo_bench.sample import SamplerSettings, generate, read_prompts  # noqa: E402
-from inpo_bench.toyworld.grammar import SHAPES, Composition, parse_prompt  # noqa: E402
-from inpo_bench.toyworld.oracle import score_image  # noqa: E402
+from inpo_bench.toyworld.grammar import SHAPES, parse_prompt  # noqa: E402
+from inpo_bench.toyworld.oracle import shape_ious  # noqa: E402
 
 
-def drawn_shape(image: np.ndarray, asked: Composition) -> str:
-    """The shape the oracle reads in `image`: the best-scoring template, or "none" where none scores above 0."""
-    scores = {s: score_image(image, Composition(asked.fg, s, asked.bg)).shape for s in SHAPES}
-    best = max(scores, key=scores.get)
-    return best if scores[best] > 0 else "none"
+def drawn_shape(image: np.ndarray) -> str:
+    """The shape the oracle reads in `image`: the template of strictly highest IoU, "tie", or "none" (no object)."""
+    ious = shape_ious(image)
+    if ious is None:
+        return "none"
+    best = max(ious.values())
+    winners = [name for name, iou in ious.items() if iou == best]
+    return winners[0] if len(winners) == 1 else "tie"
 
 
 def main() -> None:
@@ -48,12 +52,12 @@ def main() -> None:
     sample = load_config(REPO / "config" / "config.yaml")["sample"]
     settings = SamplerSettings(sample["steps"], sample["guidance"], sample["batch_size"])
     prompts = read_prompts(args.prompts)
-    columns = [*SHAPES, "none"]
+    columns = [*SHAPES, "tie", "none"]
     for path in args.model:
         counts = {asked: dict.fromkeys(columns, 0) for asked in SHAPES}
         for _, _, prompt, image in generate(load_model(path), prompts, args.seeds, settings):
             asked = parse_prompt(prompt)
-            counts[asked.shape][drawn_shape(image, asked)] += 1
+            counts[asked.shape][drawn_shape(image)] += 1
         print(f"\n{path}: rows the asked shape, columns the drawn one (share of the row's images)")
         print(f"{'asked':<10}" + "".join(f"{c:>10}" for c in columns))
         for asked, row in counts.items():

@@ -40,6 +40,10 @@ def test_default_config_is_valid(default_config):
             lambda c: (c["base"].update(kind="sd", pretrained="x"), c["inpo"].update(t_sampling="sd_snr")),
             "inpo.t_sampling: sd_snr maps SD's timesteps onto the toy world's schedule",
         ),
+        (
+            lambda c: (c["toy_model"].update(train_timesteps=500), c["dpo"].update(t_sampling="sd_snr")),
+            "dpo.t_sampling: sd_snr maps SD's 1000 timesteps one to one, but toy_model.train_timesteps is 500",
+        ),
     ],
 )
 def test_mistakes_name_their_key(default_config, change, message):

@@ -60,5 +60,12 @@ def test_sd_equivalent_timesteps_match_sds_information_by_brute_force():
     assert (np.diff(mapped) >= 0).all()
     # SD's own schedule at SD's latent size maps onto itself
     np.testing.assert_array_equal(schedule.sd_equivalent_timesteps(schedule.scaled_linear(), 64), np.arange(1000))
+    # a toy schedule that keeps more signal than SD's noisiest latents: its last timestep stands for SD's last ones
+    gentle = schedule.linear(1000, 0.0001, 0.004)
+    brute = np.abs(schedule.log_snr(gentle)[None, :] - np.log(sd_snr)[:, None]).argmin(axis=1)
+    np.testing.assert_array_equal(schedule.sd_equivalent_timesteps(gentle, 16), brute)
+    assert brute[-1] == 999
     with pytest.raises(ValueError, match="decrease"):
-        schedule.sd_equivalent_timesteps(np.array([0.9, 0.95, 0.5]), 16)
+        schedule.sd_equivalent_timesteps(np.concatenate([toy[:998], [0.5, 0.6]]), 16)
+    with pytest.raises(ValueError, match="has 500 timesteps"):
+        schedule.sd_equivalent_timesteps(schedule.linear(500, 0.0001, 0.02), 16)

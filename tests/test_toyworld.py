@@ -11,7 +11,7 @@ from inpo_bench.toyworld.grammar import (
     parse_prompt,
     split_compositions,
 )
-from inpo_bench.toyworld.oracle import largest_component, score_image
+from inpo_bench.toyworld.oracle import largest_component, score_image, shape_ious
 from inpo_bench.toyworld.render import Nuisance, gaussian_blur, render, sample_nuisance, shape_mask
 from inpo_bench.toyworld.world import World
 
@@ -163,6 +163,15 @@ def test_oracle_is_deterministic_and_handles_blank_images():
     assert 0 <= s.reward < 0.5
     with pytest.raises(ValueError, match="square RGB"):
         score_image(np.zeros((16, 8, 3), np.uint8), comp)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_shape_ious_fit_a_clean_render_exactly_and_agree_with_shape_correct(shape):
+    comp = Composition("red", shape, "grey")
+    ious = shape_ious(render(comp, 16))
+    assert ious[shape] == 1.0 and all(iou < 1.0 for name, iou in ious.items() if name != shape)
+    assert score_image(render(comp, 16), comp).shape_correct
+    assert shape_ious(np.full((16, 16, 3), PALETTE["grey"], np.uint8)) is None  # nothing stands out
 
 
 def test_nuisance_sampler_rates():

@@ -211,6 +211,11 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
                 f"config key {method}.t_sampling: sd_snr maps SD's timesteps onto the toy world's schedule; "
                 "a Stable Diffusion base trains on its own timesteps (use uniform)"
             )
+        elif cfg["t_sampling"] == "sd_snr" and config["toy_model"]["train_timesteps"] != 1000:
+            problems.append(
+                f"config key {method}.t_sampling: sd_snr maps SD's 1000 timesteps one to one, but "
+                f"toy_model.train_timesteps is {config['toy_model']['train_timesteps']}"
+            )
         per_micro = cfg["batch_size"] * processes
         if cfg["pairs_per_step"] % per_micro:
             problems.append(

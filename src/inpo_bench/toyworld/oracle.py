@@ -102,12 +102,9 @@ def _boundary_count(mask: np.ndarray) -> int:
     return int((mask & ~interior).sum())
 
 
-def score_image(image: np.ndarray, comp: Composition, fidelity_weight: float = 0.6) -> OracleScore:
-    """Score one uint8 (H, W, 3) image against the composition its prompt asks for."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] != image.shape[1]:
-        raise ValueError(f"expected a square RGB image, got shape {image.shape}")
-    x = image.astype(np.float64) / 255.0
-    size = x.shape[0]
+def read_object(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(background colour, object colour or None, object mask) of a float (H, W, 3) image in [0, 1], read as the
+    module docstring says; the reading does not depend on the prompt."""
     border = np.concatenate([x[0], x[-1], x[1:-1, 0], x[1:-1, -1]])
     bg = np.median(border, axis=0)
     d_bg = np.linalg.norm(x - bg, axis=-1)
@@ -121,6 +118,36 @@ def score_image(image: np.ndarray, comp: Composition, fidelity_weight: float = 0
         mask = largest_component(np.linalg.norm(x - fg, axis=-1) < d_bg)
     if fg is not None and mask.sum() < 2:
         fg = None
+    return bg, fg, mask
+
+
+def _fit_templates(mask: np.ndarray) -> tuple[float, float, dict[str, float]]:
+    """The centre (cx, cy) of the mask's bounding box and the IoU of each shape template fitted to that box."""
+    size = mask.shape[0]
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
+    hy, hx = (rows[-1] - rows[0] + 1) / 2, (cols[-1] - cols[0] + 1) / 2
+    ious = {}
+    for name in SHAPES:
+        template = shape_mask(name, size, cx, cy, hx, hy)
+        ious[name] = float((mask & template).sum() / max(1, (mask | template).sum()))
+    return cx, cy, ious
+
+
+def shape_ious(image: np.ndarray) -> dict[str, float] | None:
+    """The IoU of each shape template with the object of a uint8 (H, W, 3) image, as score_image fits them; None
+    where nothing stands out from the background."""
+    _, fg, mask = read_object(image.astype(np.float64) / 255.0)
+    return None if fg is None else _fit_templates(mask)[2]
+
+
+def score_image(image: np.ndarray, comp: Composition, fidelity_weight: float = 0.6) -> OracleScore:
+    """Score one uint8 (H, W, 3) image against the composition its prompt asks for."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] != image.shape[1]:
+        raise ValueError(f"expected a square RGB image, got shape {image.shape}")
+    x = image.astype(np.float64) / 255.0
+    size = x.shape[0]
+    bg, fg, mask = read_object(x)
 
     bg_colour = _colour_score(bg, comp.bg)
     clean = float(np.exp(-((_noise_level(x) / NOISE_SCALE) ** 2)))
@@ -130,13 +157,7 @@ def score_image(image: np.ndarray, comp: Composition, fidelity_weight: float = 0
     else:
         fg_colour = _colour_score(fg, comp.fg)
         fg_correct = _nearest_palette(fg) == comp.fg
-        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
-        hy, hx = (rows[-1] - rows[0] + 1) / 2, (cols[-1] - cols[0] + 1) / 2
-        ious = {}
-        for name in SHAPES:
-            template = shape_mask(name, size, cx, cy, hx, hy)
-            ious[name] = (mask & template).sum() / max(1, (mask | template).sum())
+        cx, cy, ious = _fit_templates(mask)
         shape = float(np.clip((ious[comp.shape] - 0.4) / 0.6, 0.0, 1.0))
         shape_correct = all(ious[comp.shape] > iou for name, iou in ious.items() if name != comp.shape)
 

@@ -64,6 +64,8 @@ def sd_equivalent_timesteps(alphas_cumprod: np.ndarray, resolution: int) -> np.n
     above ~510 hold less signal than SD's noisiest latents and are never drawn.
     """
     own = log_snr(alphas_cumprod)
+    if len(own) != 1000:  # SD's schedule has 1000 steps; the table maps each of them to one of the toy's
+        raise ValueError(f"the toy schedule has {len(own)} timesteps; mapping SD's 1000 needs 1000 (train_timesteps)")
     if not (np.diff(own) < 0).all():
         raise ValueError("the toy schedule's log-SNR must decrease strictly with t")
     target = log_snr(scaled_linear(len(own))) + 2 * np.log(SD_LATENT_SIDE / resolution)
