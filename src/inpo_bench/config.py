@@ -65,6 +65,12 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
     return validate_config(config)
 
 
+# Method keys added after models had been trained with what is now their default. A training spec leaves such a
+# default out, so the specs (and outputs) of those models stay valid instead of retraining every model of a run; the
+# training job reads the default back (methods/base.py Context).
+IMPLICIT_DEFAULTS: dict[str, Any] = {"t_sampling": "uniform"}
+
+
 def runtime_keys(config: dict[str, Any]) -> tuple[str, ...]:
     """Keys of a method's section that cannot change the trained weights (eval_every matters in the toy world
     only, where it shapes the progress curve). Training jobs get them outside their --spec, so that changing them
@@ -78,9 +84,7 @@ def training_spec(config: dict[str, Any], method_config: dict[str, Any]) -> dict
         "method": {
             k: v
             for k, v in method_config.items()
-            # uniform timesteps are what every model trained before t_sampling existed used: their specs, and so
-            # their outputs, stay valid instead of retraining every model of a run
-            if k not in runtime_keys(config) and (k, v) != ("t_sampling", "uniform")
+            if k not in runtime_keys(config) and (k, v) not in IMPLICIT_DEFAULTS.items()
         },
         "training": {"mixed_precision": config["training"]["mixed_precision"]},
         "data": {"encoding": config["data"]["encoding"], "flip": config["data"]["flip"]},

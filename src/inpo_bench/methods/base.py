@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import IMPLICIT_DEFAULTS
+
 
 @dataclass
 class Context:
@@ -40,7 +42,7 @@ class Context:
 
     def timestep_table(self) -> Any:
         """The trained timestep of each drawn one under the config's t_sampling (None: the drawn one itself)."""
-        if self.config.get("t_sampling", "uniform") == "uniform":  # training specs leave the default out
+        if self.config.get("t_sampling", IMPLICIT_DEFAULTS["t_sampling"]) == "uniform":
             return None
         import torch
 
