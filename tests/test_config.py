@@ -122,3 +122,18 @@ def test_the_small_world_overlay_restores_the_earlier_world():
     default = load_config(REPO / "config" / "config.yaml")
     world = World.from_config(default["world"], default["seed"])
     assert (len(world.seen), len(world.unseen)) == (360, 36)
+    assert small["pretrain"]["nuisance"]["noisy"] == 0.15  # as that world was run
+
+
+def test_the_noisy_pixels_overlay_restores_the_default_world_before_the_change():
+    """config/noisy-pixels.yaml is the default world until 2026-12-06, on which the probes of config/probes/ were
+    measured: 15% pixel-noise pretraining images and the DPO lr its tune chose; nothing else differs."""
+    default = load_config(REPO / "config" / "config.yaml")
+    noisy = validate_config(load_config(REPO / "config" / "config.yaml", REPO / "config" / "noisy-pixels.yaml"))
+    assert default["pretrain"]["nuisance"]["noisy"] == 0.0
+    assert noisy["pretrain"]["nuisance"] == {"noisy": 0.15, "blurred": 0.15, "off_centre": 0.15}
+    assert noisy["dpo"]["lr"] == 1e-6
+    changed = {k for k in noisy if noisy[k] != default[k]}
+    assert changed == {"pretrain", "dpo"}
+    assert {k for k in noisy["pretrain"] if noisy["pretrain"][k] != default["pretrain"][k]} == {"nuisance"}
+    assert {k for k in noisy["dpo"] if noisy["dpo"][k] != default["dpo"][k]} == {"lr"}
