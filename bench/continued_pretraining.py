@@ -1,14 +1,16 @@
-"""Does any fine-tuning of the toy base lose true reward, preference or not? A toy-world probe for issue 13.
+"""Does fine-tuning the toy base lose true reward, preference or not? A toy-world probe for issue 13.
 
-Every preference method and SFT lose true reward on the toy base once they move it (config/probes/README.md). This
-probe trains the base on data that cannot teach it anything worse than what it was made from: its own pretraining
-set (`--data pretraining`: the same images, nuisances and caption errors), or clean renders of the seen
+On the toy base of config/noisy-pixels.yaml every preference method and SFT lost true reward once they moved it
+(config/probes/README.md). This probe trains the base on data no worse than what it was made from: its own
+pretraining set (`--data pretraining`: the same images, nuisances and caption errors), or clean renders of the seen
 compositions with right captions (`--data clean`: no nuisance, no wrong caption). It runs the methods' training
 recipe (config section `--like`, default `sft`: steps, lr, warmup, AdamW, caption dropout, the UNet alone trains,
 the text encoder stays frozen) with the denoising loss of pretraining, and measures the progress evaluation every
-`eval_every` steps. If these curves fall as the methods' do, the loss comes from moving the base at all, not from
-what the preference objectives ask. `--ema` keeps an EMA of the weights (decay as given) and measures that instead.
-Run from the repository root after `snakemake --cores 2` has built the base:
+`eval_every` steps. Not taken from the section: its t_min / t_max / t_sampling (timesteps are uniform over the
+schedule, as in pretraining), its train_seed and init (the run's seed, the base). If these curves fall as the
+methods' do, the loss comes from moving the base at all, not from what the preference objectives ask. `--ema` keeps
+an EMA of the weights (decay as given) and measures that instead. Run from the repository root after `snakemake
+--cores 2` has built the base (`--configfile` an overlay: its run's base, unless `--run` says otherwise):
 
     python bench/continued_pretraining.py --data clean --lrs 1e-6 1e-5
 
@@ -47,7 +49,7 @@ class UNetOnly(Pretrain):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=str(REPO / "results" / "toy"))
+    parser.add_argument("--run", default=None, help="the run's results directory (default: results/<config run>)")
     parser.add_argument("--configfile", default=None, help="the overlay the run was made with (a probe's)")
     parser.add_argument("--data", choices=["pretraining", "clean"], default="pretraining")
     parser.add_argument("--like", default="sft", help="the config section whose training recipe is used")
@@ -56,8 +58,8 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=None, help="EMA decay of the trained weights (default: none)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    run = Path(args.run)
     config = load_config(REPO / "config" / "config.yaml", *([args.configfile] if args.configfile else []))
+    run = Path(args.run) if args.run else REPO / "results" / config["run"]
     cfg, pre, seed = config[args.like], config["pretrain"], config["seed"]
     world = World.load(run / "world.json")
     if args.data == "pretraining":
