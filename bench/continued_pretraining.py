@@ -80,10 +80,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             _, evals = train(objective, settings, scratch, evaluate=progress, eval_every=cfg["eval_every"])
         curve = " ".join(f"{r:.4f}" for r in evals.reward)
-        noisy = " ".join(f"{n:.2f}" for n in evals.noisy) if "noisy" in evals else ""
+        noisy = " ".join(f"{n:.2f}" for n in evals.noisy)
         print(
             f"{args.data} lr {lr:.0e} ({time.perf_counter() - clock:.0f} s): reward at steps "
-            f"{list(evals.step)}: {curve}" + (f"; noisy {noisy}" if noisy else ""),
+            f"{list(evals.step)}: {curve}; noisy {noisy}",
             flush=True,
         )
 

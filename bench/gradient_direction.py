@@ -11,7 +11,8 @@ toy_seen prompts (their own noise seed), beside `--controls` random sign directi
 prints how often the sign of one training minibatch's gradient (the method's `pairs_per_step` pairs, one draw)
 agrees with the full-batch sign: 50% would be no information per step. Gradients are taken with the UNet in eval
 mode; the toy UNet has no dropout, so that is the gradient the trainer sees. Run from the repository root after
-`snakemake --cores 2` has built the base and the pairs (`--run`, `--configfile` for a probe's overlay):
+`snakemake --cores 2` has built the base and the pairs (`--configfile` a probe's overlay; `--run` another results
+directory than the overlay's run):
 
     python bench/gradient_direction.py --methods dpo inpo sft
 
@@ -76,7 +77,7 @@ def descent(gradient: list[torch.Tensor], kind: str) -> list[torch.Tensor]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=str(REPO / "results" / "toy"))
+    parser.add_argument("--run", default=None, help="the run's results directory (default: results/<config run>)")
     parser.add_argument("--configfile", default=None, help="the overlay the run was made with (a probe's)")
     parser.add_argument("--methods", nargs="+", default=["dpo", "inpo", "sft"])
     parser.add_argument("--draws", type=int, default=2)
@@ -93,8 +94,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(2)
-    run = Path(args.run)
     config = load_config(REPO / "config" / "config.yaml", *([args.configfile] if args.configfile else []))
+    run = Path(args.run) if args.run else REPO / "results" / config["run"]
     world = World.load(run / "world.json")
     base = load_model(run / "models" / "base")
     progress = {k: config["progress_eval"][k] for k in ("steps", "guidance")}
