@@ -1,0 +1,74 @@
+"""Every term of the toy oracle, averaged over a model's scored samples. A toy-world probe for issue 13.
+
+The score tables hold the oracle's reward, fidelity, aesthetic and the correct-attribute shares, not the three terms
+the aesthetic averages (clean: no residual pixel noise; sharp: no soft edges; centred). This script scores the
+samples a run already made again, image by image with the world's oracle, and prints the mean of every term per
+model, so a loss of aesthetic can be traced to the term that moved. `--pairs` adds the preference set's winners and
+losers (the images SFT and the preference methods train on). Reads only: nothing is sampled or written. Run from the
+repository root after `snakemake --cores 2 study` (or the default run, for the main models):
+
+    python bench/oracle_terms.py --models base sft kto dpo inpo --pairs
+
+Seen on 2 cores (2026-12-07, a few seconds per model): config/probes/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from inpo_bench.config import load_config  # noqa: E402
+from inpo_bench.toyworld.world import World  # noqa: E402
+
+TERMS = ["clean", "sharp", "centred", "aesthetic", "fg_colour", "bg_colour", "shape", "fidelity", "reward", "noisy"]
+
+
+def mean_terms(world: World, images: list[np.ndarray], prompts: list[str]) -> pd.Series:
+    """The mean of each oracle term over `images`, each scored against its prompt."""
+    scores = pd.DataFrame([world.score(image, prompt).as_dict() for image, prompt in zip(images, prompts)])
+    return scores[TERMS].astype(float).mean()
+
+
+def rgb(source) -> np.ndarray:
+    return np.asarray(Image.open(source).convert("RGB"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default=None, help="the run's results directory (default: results/<config run>)")
+    parser.add_argument("--configfile", default=None, help="the overlay the run was made with")
+    parser.add_argument("--models", nargs="+", default=["base", "sft", "dpo", "inpo"], help="as under samples/")
+    parser.add_argument("--promptset", default="toy_seen")
+    parser.add_argument("--pairs", action="store_true", help="also the preference set's winners and losers")
+    args = parser.parse_args()
+
+    config = load_config(REPO / "config" / "config.yaml", *([args.configfile] if args.configfile else []))
+    run = Path(args.run) if args.run else REPO / "results" / config["run"]
+    world = World.load(run / "world.json")
+    rows = {}
+    for model in args.models:
+        folder = run / "samples" / model / args.promptset
+        if not (folder / "index.csv").exists():
+            raise SystemExit(f"{folder / 'index.csv'} is missing: sample {model} on {args.promptset} first")
+        index = pd.read_csv(folder / "index.csv")
+        rows[model] = mean_terms(world, [rgb(folder / f) for f in index.file], list(index.prompt))
+    if args.pairs:
+        pairs = pd.read_parquet(run / "data" / "pairs.parquet")
+        for side, column in (("winners", "image_w"), ("losers", "image_l")):
+            images = [rgb(io.BytesIO(png)) for png in pairs[column]]
+            rows[f"pairs: {side}"] = mean_terms(world, images, list(pairs.caption))
+    print(f"{run.name}, {args.promptset}: mean oracle terms (noisy: share with clean < .05)")
+    print(pd.DataFrame(rows).T.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
