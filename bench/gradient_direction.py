@@ -18,8 +18,10 @@ directory than the overlay's run):
 
 `--direction raw` moves along the gradient itself, rescaled to the same root-mean-square move per weight, instead
 of its sign (the random controls stay sign directions; a sign move leaves weights whose gradient is exactly 0 in
-place, so its root-mean-square move is then a little below the size). Seen on 2 cores (2026-12-06, about 8
-minutes): the tables in config/probes/README.md.
+place, so its root-mean-square move is then a little below the size). `--half winner` or `loser` keeps one of a
+DPO-family loss's two terms (fitting the winners, pushing the losers away) to tell which of them sets the
+direction; `--split` prints the two terms' gradient norms and cosine instead of moving the weights. Seen on 2
+cores (2026-12-06, about 8 minutes): the tables in config/probes/README.md.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from inpo_bench.config import load_config  # noqa: E402
 from inpo_bench.data.order import example_generators  # noqa: E402
 from inpo_bench.data.pairs import load_pair_data  # noqa: E402
 from inpo_bench.methods import Context, get  # noqa: E402
+from inpo_bench.methods.dpo import DPO  # noqa: E402
 from inpo_bench.models.bundle import load_model  # noqa: E402
 from inpo_bench.scorers.oracle import OracleProgress  # noqa: E402
 from inpo_bench.toyworld.world import World  # noqa: E402
@@ -57,6 +60,39 @@ def summed_gradient(objective, pairs: np.ndarray, draws: int, batch: int, seed: 
             loss, _ = objective(**drawn)
             (loss * len(idx)).backward()
     return [p.grad.detach().clone() for p in params]
+
+
+def keep_one_half(objective, half: str) -> None:
+    """Replace a DPO-family objective's loss by one of its two terms. At the base the policy is its reference, every
+    pair's logit is 0, and the loss's gradient is beta / 4 times that of mean(m_w) - mean(m_l) (m: a pair side's
+    MSE to its target), whatever beta is: `winner` keeps mean(m_w) (fit the winners, SFT-like, at the method's own
+    x_t and target), `loser` keeps -mean(m_l) (push the losers away)."""
+    if not isinstance(objective, DPO):
+        raise SystemExit(f"--half takes a DPO-family method (dpo, inpo, smpo, dspo), not {objective.name!r}")
+
+    def loss(pred, ref, target, model_mse, ref_mse, beta):
+        b = len(pred) // 2
+        part = model_mse[:b] if half == "winner" else -model_mse[b:]
+        return part.mean(), torch.zeros(b), {}
+
+    objective.loss = loss
+
+
+def print_split(objective, name: str, pairs: np.ndarray, draws: int, batch: int, clock: float) -> None:
+    """The two halves' full-batch gradients (keep_one_half): their norms, their cosine, and the share of weights on
+    which the loser half is the larger in magnitude, so it sets the sign of the sum."""
+    halves = {}
+    for half in ("winner", "loser"):
+        keep_one_half(objective, half)
+        halves[half] = summed_gradient(objective, pairs, draws, batch, seed=1000)
+    w, lo = (torch.cat([x.flatten().double() for x in halves[h]]) for h in ("winner", "loser"))
+    cosine = float(w @ lo / (w.norm() * lo.norm()))
+    larger = float((lo.abs() > w.abs()).double().mean())
+    print(
+        f"{name:<14} |winner| {float(w.norm()):.4g}  |loser| {float(lo.norm()):.4g}  cosine {cosine:+.3f}  the loser "
+        f"half larger on {larger:.1%} of the weights   ({time.perf_counter() - clock:.0f} s)",
+        flush=True,
+    )
 
 
 def sign_agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -91,6 +127,17 @@ def main() -> None:
         default="sign",
         help="sign: every weight moves by the size (Adam's first steps); raw: along the gradient itself, scaled to "
         "the same root-mean-square move per weight (plain gradient descent)",
+    )
+    parser.add_argument(
+        "--half",
+        choices=["both", "winner", "loser"],
+        default="both",
+        help="both: the method's loss; winner / loser: one of its two terms (DPO-family methods only)",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="instead of moving the weights, compare a DPO-family loss's two halves' full-batch gradients",
     )
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -129,12 +176,19 @@ def main() -> None:
         objective = get(name).build(Context(base.unet, data, cfg, base))
         assert objective.policy is base.unet
         every = np.arange(len(data))
+        if args.split:
+            print_split(objective, name, every, args.draws, cfg["batch_size"], clock)
+            continue
+        label = name
+        if args.half != "both":
+            keep_one_half(objective, args.half)
+            label = f"{name} ({args.half})"
         full = summed_gradient(objective, every, args.draws, cfg["batch_size"], seed=1000)
         step = np.random.default_rng(0).choice(every, cfg["pairs_per_step"], replace=False)
         agree = sign_agreement(summed_gradient(objective, step, 1, cfg["batch_size"], seed=2000), full)
         gains = [reward_along(descent(full, args.direction), s) - start for s in args.sizes]
         print(
-            f"{name:<14} " + "  ".join(f"{x:+.4f}" for x in gains) + f"   ({time.perf_counter() - clock:.0f} s; one "
+            f"{label:<14} " + "  ".join(f"{x:+.4f}" for x in gains) + f"   ({time.perf_counter() - clock:.0f} s; one "
             f"{cfg['pairs_per_step']}-pair step's gradient has the full-batch sign on {agree:.1%} of the weights)",
             flush=True,
         )
