@@ -63,10 +63,11 @@ def summed_gradient(objective, pairs: np.ndarray, draws: int, batch: int, seed: 
 
 
 def keep_one_half(objective, half: str) -> None:
-    """Replace a DPO-family objective's loss by one of its two terms. At the base the policy is its reference, every
-    pair's logit is 0, and the loss's gradient is beta / 4 times that of mean(m_w) - mean(m_l) (m: a pair side's
-    MSE to its target), whatever beta is: `winner` keeps mean(m_w) (fit the winners, SFT-like, at the method's own
-    x_t and target), `loser` keeps -mean(m_l) (push the losers away)."""
+    """Replace a DPO-family objective's loss by one of its two terms. For DPO and InPO (one beta for every pair, the
+    -logsigmoid of losses.preference_logits) at the base the policy is its reference, every pair's logit is 0, and
+    the loss's gradient is beta / 4 times that of mean(m_w) - mean(m_l) (m: a pair side's MSE to its target),
+    whatever beta is; SmPO's per-pair beta weighs the pairs, DSPO's loss differs. `winner` keeps mean(m_w) (fit the
+    winners, SFT-like, at the method's own x_t and target), `loser` keeps -mean(m_l) (push the losers away)."""
     if not isinstance(objective, DPO):
         raise SystemExit(f"--half takes a DPO-family method (dpo, inpo, smpo, dspo), not {objective.name!r}")
 
