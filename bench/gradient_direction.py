@@ -41,7 +41,6 @@ from inpo_bench.config import load_config  # noqa: E402
 from inpo_bench.data.order import example_generators  # noqa: E402
 from inpo_bench.data.pairs import load_pair_data  # noqa: E402
 from inpo_bench.methods import Context, get  # noqa: E402
-from inpo_bench.methods.dpo import DPO  # noqa: E402
 from inpo_bench.models.bundle import load_model  # noqa: E402
 from inpo_bench.scorers.oracle import OracleProgress  # noqa: E402
 from inpo_bench.toyworld.world import World  # noqa: E402
@@ -68,8 +67,10 @@ def keep_one_half(objective, half: str) -> None:
     the loss's gradient is beta / 4 times that of mean(m_w) - mean(m_l) (m: a pair side's MSE to its target),
     whatever beta is; SmPO's per-pair beta weighs the pairs, DSPO's loss differs. `winner` keeps mean(m_w) (fit the
     winners, SFT-like, at the method's own x_t and target), `loser` keeps -mean(m_l) (push the losers away)."""
-    if not isinstance(objective, DPO):
-        raise SystemExit(f"--half takes a DPO-family method (dpo, inpo, smpo, dspo), not {objective.name!r}")
+    if objective.name not in ("dpo", "inpo") or getattr(objective, "safeguard_mu", None) is not None:
+        raise SystemExit(
+            f"--half and --split take dpo or inpo (no safeguard), whose loss is the two terms; not {objective.name!r}"
+        )
 
     def loss(pred, ref, target, model_mse, ref_mse, beta):
         b = len(pred) // 2
@@ -133,7 +134,7 @@ def main() -> None:
         "--half",
         choices=["both", "winner", "loser"],
         default="both",
-        help="both: the method's loss; winner / loser: one of its two terms (DPO-family methods only)",
+        help="both: the method's loss; winner / loser: one of its two terms (dpo and inpo only)",
     )
     parser.add_argument(
         "--split",
