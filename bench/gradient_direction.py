@@ -163,10 +163,11 @@ def main() -> None:
                 for p, w in zip(params, start_weights):
                     p.copy_(w)
 
-    start = measure(0)["reward"]
-    print(f"base: reward {start:.4f} on {args.prompts} prompts (seed {args.seed}); {args.direction} directions")
-    print("size           " + "  ".join(f"{s:>8.0e}" for s in args.sizes))
-    for c in range(args.controls):
+    start = 0.0 if args.split else measure(0)["reward"]  # --split moves no weights: nothing to measure
+    if not args.split:
+        print(f"base: reward {start:.4f} on {args.prompts} prompts (seed {args.seed}); {args.direction} directions")
+        print("size           " + "  ".join(f"{s:>8.0e}" for s in args.sizes))
+    for c in range(0 if args.split else args.controls):
         g = torch.Generator().manual_seed(c)
         random = [torch.randn(w.shape, generator=g).sign() for w in start_weights]
         print(f"random {c:<7} " + "  ".join(f"{reward_along(random, s) - start:+.4f}" for s in args.sizes), flush=True)

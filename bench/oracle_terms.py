@@ -27,15 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from inpo_bench.config import load_config  # noqa: E402
+from inpo_bench.scorers.oracle import oracle_quality  # noqa: E402
 from inpo_bench.toyworld.world import World  # noqa: E402
 
-TERMS = ["clean", "sharp", "centred", "aesthetic", "fg_colour", "bg_colour", "shape", "fidelity", "reward", "noisy"]
+TERMS = ("clean", "sharp", "centred", "aesthetic", "fg_colour", "bg_colour", "shape", "fidelity", "reward")
 
 
-def mean_terms(world: World, images: list[np.ndarray], prompts: list[str]) -> pd.Series:
-    """The mean of each oracle term over `images`, each scored against its prompt."""
-    scores = pd.DataFrame([world.score(image, prompt).as_dict() for image, prompt in zip(images, prompts)])
-    return scores[TERMS].astype(float).mean()
+def mean_terms(world: World, images: list[np.ndarray], prompts: list[str]) -> dict[str, float]:
+    """The mean of each oracle term over `images`, each scored against its prompt, and the noisy share."""
+    return oracle_quality(images, prompts, world, TERMS)
 
 
 def rgb(source) -> np.ndarray:

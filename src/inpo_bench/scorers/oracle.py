@@ -30,13 +30,16 @@ def oracle_scores(index: pd.DataFrame, sample_dir: str | Path, world: World) -> 
 QUALITY_FIELDS = ("reward", "fidelity", "aesthetic", "fg_correct", "bg_correct", "shape_correct", "all_correct")
 
 
-def oracle_quality(images: list[np.ndarray], prompts: list[str], world: World) -> dict[str, float]:
-    """Mean of each oracle field over images: the 'how good is this model' summary of the toy world."""
+def oracle_quality(
+    images: list[np.ndarray], prompts: list[str], world: World, fields: tuple[str, ...] = QUALITY_FIELDS
+) -> dict[str, float]:
+    """Mean of each oracle field over images (and the noisy share): the 'how good is this model' summary of the toy
+    world; `fields` any OracleScore.as_dict keys (bench/oracle_terms.py asks for the aesthetic's terms too)."""
     records = [world.score(image, prompt).as_dict() for image, prompt in zip(images, prompts)]
     noisy = float(np.mean([r["noisy"] for r in records]))
     return {
         "images": len(records),
-        **{f: float(np.mean([r[f] for r in records])) for f in QUALITY_FIELDS},
+        **{f: float(np.mean([r[f] for r in records])) for f in fields},
         "noisy": noisy,
     }
 
