@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from inpo_bench.config import load_config  # noqa: E402
 from inpo_bench.data.order import example_generators  # noqa: E402
+from inpo_bench.data.pair_scores import PairScores  # noqa: E402
 from inpo_bench.data.pairs import load_pair_data  # noqa: E402
 from inpo_bench.methods import Context, get  # noqa: E402
 from inpo_bench.models.bundle import load_model  # noqa: E402
@@ -176,7 +177,13 @@ def main() -> None:
     for name in args.methods:
         clock = time.perf_counter()
         cfg = config[name]  # caption dropout included: the draws are seeded, so the gradient is fixed
-        objective = get(name).build(Context(base.unet, data, cfg, base))
+        method, pair_scores = get(name), None
+        if method.pair_scores:  # SmPO: the pairs as its label scorer scored them (the score_pairs rule's output)
+            scores = run / "data" / "pair_scores" / f"{cfg['label_scorer']}.parquet"
+            if not scores.exists():
+                raise SystemExit(f"{scores} is missing: run the score_pairs rule for {name} first")
+            pair_scores = PairScores(scores, run / "data" / "pairs.parquet")
+        objective = method.build(Context(base.unet, data, cfg, base, pair_scores=pair_scores))
         assert objective.policy is base.unet
         every = np.arange(len(data))
         if args.split:

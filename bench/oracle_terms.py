@@ -4,10 +4,13 @@ The score tables hold the oracle's reward, fidelity, aesthetic and the correct-a
 the aesthetic averages (clean: no residual pixel noise; sharp: no soft edges; centred). This script scores the
 samples a run already made again, image by image with the world's oracle, and prints the mean of every term per
 model, so a loss of aesthetic can be traced to the term that moved. `--pairs` adds the preference set's winners and
-losers (the images SFT and the preference methods train on). Reads only: nothing is sampled or written. Run from the
-repository root after `snakemake --cores 2 study` (or the default run, for the main models):
+losers (the images SFT and the preference methods train on). `--guidance` samples the models afresh at those
+guidance scales instead (the evaluation's prompts, seeds and steps otherwise; at the evaluation's own scale this
+reproduces the stored samples' terms), to see whether a model's loss grows with guidance. Nothing is written. Run
+from the repository root after `snakemake --cores 2 study` (or the default run, for the main models):
 
     python bench/oracle_terms.py --models base sft kto dpo inpo --pairs
+    python bench/oracle_terms.py --models base sft --guidance 1 2 4
 
 Seen on 2 cores (2026-12-07, a few seconds per model): config/probes/README.md.
 """
@@ -42,6 +45,30 @@ def rgb(source) -> np.ndarray:
     return np.asarray(Image.open(source).convert("RGB"))
 
 
+def stored(run: Path, model: str, promptset: str) -> tuple[list[np.ndarray], list[str]]:
+    """The images the run's sample rule made, and their prompts."""
+    folder = run / "samples" / model / promptset
+    if not (folder / "index.csv").exists():
+        raise SystemExit(f"{folder / 'index.csv'} is missing: sample {model} on {promptset} first")
+    index = pd.read_csv(folder / "index.csv")
+    return [rgb(folder / f) for f in index.file], list(index.prompt)
+
+
+def sampled(run: Path, model: str, config: dict, promptset: str, guidance: float):
+    """The model's images sampled afresh like the evaluation (its prompts, seeds, steps) at `guidance`."""
+    import torch
+
+    from inpo_bench.models.bundle import load_model
+    from inpo_bench.sample import SamplerSettings, generate
+
+    torch.set_num_threads(2)
+    table = pd.read_csv(run / "prompts" / f"{promptset}.csv")  # what the sample rule read
+    settings = SamplerSettings(config["sample"]["steps"], guidance, config["sample"]["batch_size"])
+    bundle = load_model(run / "models" / model)
+    items = list(generate(bundle, list(zip(table.prompt_id, table.prompt)), config["sample"]["seeds"], settings))
+    return [i[3] for i in items], [i[2] for i in items]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="the run's results directory (default: results/<config run>)")
@@ -49,6 +76,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["base", "sft", "dpo", "inpo"], help="as under samples/")
     parser.add_argument("--promptset", default="toy_seen")
     parser.add_argument("--pairs", action="store_true", help="also the preference set's winners and losers")
+    parser.add_argument("--guidance", type=float, nargs="+", help="sample afresh at these guidance scales")
     args = parser.parse_args()
 
     config = load_config(REPO / "config" / "config.yaml", *([args.configfile] if args.configfile else []))
@@ -56,11 +84,11 @@ def main() -> None:
     world = World.load(run / "world.json")
     rows = {}
     for model in args.models:
-        folder = run / "samples" / model / args.promptset
-        if not (folder / "index.csv").exists():
-            raise SystemExit(f"{folder / 'index.csv'} is missing: sample {model} on {args.promptset} first")
-        index = pd.read_csv(folder / "index.csv")
-        rows[model] = mean_terms(world, [rgb(folder / f) for f in index.file], list(index.prompt))
+        if not args.guidance:
+            rows[model] = mean_terms(world, *stored(run, model, args.promptset))
+        for scale in args.guidance or []:
+            images = sampled(run, model, config, args.promptset, scale)
+            rows[f"{model}, guidance {scale:g}"] = mean_terms(world, *images)
     if args.pairs:
         pairs = pd.read_parquet(run / "data" / "pairs.parquet")
         for side, column in (("winners", "image_w"), ("losers", "image_l")):
