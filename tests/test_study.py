@@ -295,6 +295,9 @@ def test_claim_stability_and_the_command(tmp_path):
     assert main(argv) == 0
     assert pd.read_csv(out / "verdict_stability.csv").opposite_verdicts.tolist() == [True]
     assert pd.read_csv(out / "claim_stability.csv").opposite_verdicts.tolist() == [False, True]
+    assert "survive a second set of training seeds?" in (out / "claim_stability.md").read_text()
+    assert main([*argv, "--second-is", "another float path"]) == 0
+    assert "Do the paper's claims survive another float path?" in (out / "claim_stability.md").read_text()
     (tmp_path / "b" / "seed_gains.csv").unlink()
     with pytest.raises(SystemExit, match=r"seed_gains\.csv is missing"):
         main(argv)

@@ -173,17 +173,17 @@ def cmd_study_stability(args: argparse.Namespace) -> None:
             frames[folder, name] = pd.read_csv(path)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sides = f"first: {first}, second: {second}"
+    sides = f"first: {first}, second: {second} ({args.second_is})"
     gains = study.gain_stability(frames[first, "seed_gains"], frames[second, "seed_gains"])
     _write_table(
         out,
         "verdict_stability",
         gains,
         tables.frame_markdown(
-            "Do the gains' verdicts survive a second set of training seeds?",
-            f"Every gain of two studies on disjoint training seeds ({sides}): each side's gain, interval and "
-            "verdict; opposite_verdicts marks one side higher and the other lower; *_in_*_interval whether a "
-            "side's gain lies inside the other's 95% interval.",
+            f"Do the gains' verdicts survive {args.second_is}?",
+            f"Every gain of two studies ({sides}): each side's gain, interval and verdict; opposite_verdicts marks "
+            "one side higher and the other lower; *_in_*_interval whether a side's gain lies inside the other's "
+            "95% interval.",
             gains,
             floats="{:.4f}",
         ),
@@ -193,7 +193,7 @@ def cmd_study_stability(args: argparse.Namespace) -> None:
         out,
         "claim_stability",
         claims,
-        tables.frame_markdown("Do the paper's claims survive a second set of training seeds?", sides, claims),
+        tables.frame_markdown(f"Do the paper's claims survive {args.second_is}?", sides, claims),
     )
     changed = gains[~gains.same_verdict]
     print(
@@ -223,7 +223,12 @@ def register(add: Add) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--figure", required=True, help="the lr curves PNG")
 
-    p = add("study-stability", cmd_study_stability, "compare the verdicts of two studies on disjoint training seeds")
+    p = add("study-stability", cmd_study_stability, "compare the verdicts of two studies (other seeds, float path)")
     p.add_argument("--first", required=True, help="tables folder of the first study (seed_gains.csv, paper_claims.csv)")
     p.add_argument("--second", required=True, help="tables folder of the second study")
+    p.add_argument(
+        "--second-is",
+        default="a second set of training seeds",
+        help="what differs in the second study, for the tables' titles (e.g. 'another float path')",
+    )
     p.add_argument("--out-dir", required=True)
