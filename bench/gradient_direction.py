@@ -114,6 +114,17 @@ def descent(gradient: list[torch.Tensor], kind: str) -> list[torch.Tensor]:
     return [-x / rms for x in gradient]
 
 
+def method_pair_scores(run: Path, name: str, cfg: dict) -> PairScores | None:
+    """The pairs as the method's label scorer scored them (the score_pairs rule's output), for methods that read
+    them (SmPO); None for the others."""
+    if not get(name).pair_scores:
+        return None
+    scores = run / "data" / "pair_scores" / f"{cfg['label_scorer']}.parquet"
+    if not scores.exists():
+        raise SystemExit(f"{scores} is missing, which {name} needs: run `snakemake --cores 2 {scores}` first")
+    return PairScores(scores, run / "data" / "pairs.parquet")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="the run's results directory (default: results/<config run>)")
@@ -164,6 +175,7 @@ def main() -> None:
                 for p, w in zip(params, start_weights):
                     p.copy_(w)
 
+    pair_scores = {name: method_pair_scores(run, name, config[name]) for name in args.methods}  # before any work
     start = 0.0 if args.split else measure(0)["reward"]  # --split moves no weights: nothing to measure
     if not args.split:
         print(f"base: reward {start:.4f} on {args.prompts} prompts (seed {args.seed}); {args.direction} directions")
@@ -177,13 +189,7 @@ def main() -> None:
     for name in args.methods:
         clock = time.perf_counter()
         cfg = config[name]  # caption dropout included: the draws are seeded, so the gradient is fixed
-        method, pair_scores = get(name), None
-        if method.pair_scores:  # SmPO: the pairs as its label scorer scored them (the score_pairs rule's output)
-            scores = run / "data" / "pair_scores" / f"{cfg['label_scorer']}.parquet"
-            if not scores.exists():
-                raise SystemExit(f"{scores} is missing: run the score_pairs rule for {name} first")
-            pair_scores = PairScores(scores, run / "data" / "pairs.parquet")
-        objective = method.build(Context(base.unet, data, cfg, base, pair_scores=pair_scores))
+        objective = get(name).build(Context(base.unet, data, cfg, base, pair_scores=pair_scores[name]))
         assert objective.policy is base.unet
         every = np.arange(len(data))
         if args.split:

@@ -5,20 +5,23 @@ the aesthetic averages (clean: no residual pixel noise; sharp: no soft edges; ce
 samples a run already made again, image by image with the world's oracle, and prints the mean of every term per
 model, so a loss of aesthetic can be traced to the term that moved. `--pairs` adds the preference set's winners and
 losers (the images SFT and the preference methods train on). `--guidance` samples the models afresh at those
-guidance scales instead (the evaluation's prompts, seeds and steps otherwise; at the evaluation's own scale this
-reproduces the stored samples' terms), to see whether a model's loss grows with guidance. Nothing is written. Run
-from the repository root after `snakemake --cores 2 study` (or the default run, for the main models):
+guidance scales instead, otherwise as the run's sample rule did on the CPU (its prompts, steps, seeds, batches and
+thread count; at the stored samples' own scale it makes the same images, which a test checks), to see whether a
+model's loss grows with guidance; runs sampled in half precision on a GPU are refused. Nothing is written. Run from
+the repository root after `snakemake --cores 2 study` (or the default run, for the main models):
 
     python bench/oracle_terms.py --models base sft kto dpo inpo --pairs
     python bench/oracle_terms.py --models base sft --guidance 1 2 4
 
-Seen on 2 cores (2026-12-07, a few seconds per model): config/probes/README.md.
+Seen on 2 cores (2026-12-07; rescoring takes a few seconds per model, sampling 720 images minutes per model and
+scale): config/probes/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -54,19 +57,34 @@ def stored(run: Path, model: str, promptset: str) -> tuple[list[np.ndarray], lis
     return [rgb(folder / f) for f in index.file], list(index.prompt)
 
 
-def sampled(run: Path, model: str, config: dict, promptset: str, guidance: float):
-    """The model's images sampled afresh like the evaluation (its prompts, seeds, steps) at `guidance`."""
-    import torch
+def sampled(
+    run: Path, model: str, promptset: str, scales: list[float], batch_size: int
+) -> dict[float, tuple[list[np.ndarray], list[str]]]:
+    """The model's images sampled afresh at each guidance scale, otherwise as the run's sample rule made the stored
+    ones: the prompts it read, and the steps, seeds and thread count its sample.json records, in float32 on the CPU.
+    `batch_size` is used where sample.json does not record one (runs before it did)."""
+    from inpo_bench.runtime import set_threads
+    from inpo_bench.sample import SamplerSettings, generate, read_prompts
 
+    record_path = run / "samples" / model / promptset / "sample.json"
+    if not record_path.exists():
+        raise SystemExit(f"{record_path} is missing: sample {model} on {promptset} first (its settings are read there)")
+    record = json.loads(record_path.read_text())
+    if record["dtype"] != "float32":
+        raise SystemExit(
+            f"{record_path}: sampled in {record['dtype']} on a GPU; this script samples in float32 on the CPU"
+        )
+    set_threads(record["threads"])
     from inpo_bench.models.bundle import load_model
-    from inpo_bench.sample import SamplerSettings, generate
 
-    torch.set_num_threads(2)
-    table = pd.read_csv(run / "prompts" / f"{promptset}.csv")  # what the sample rule read
-    settings = SamplerSettings(config["sample"]["steps"], guidance, config["sample"]["batch_size"])
+    prompts = read_prompts(run / "prompts" / f"{promptset}.csv")  # what the sample rule read
     bundle = load_model(run / "models" / model)
-    items = list(generate(bundle, list(zip(table.prompt_id, table.prompt)), config["sample"]["seeds"], settings))
-    return [i[3] for i in items], [i[2] for i in items]
+    out = {}
+    for scale in scales:
+        settings = SamplerSettings(record["steps"], scale, record.get("batch_size", batch_size))
+        items = list(generate(bundle, prompts, record["seeds"], settings))
+        out[scale] = [i[3] for i in items], [i[2] for i in items]
+    return out
 
 
 def main() -> None:
@@ -82,13 +100,14 @@ def main() -> None:
     config = load_config(REPO / "config" / "config.yaml", *([args.configfile] if args.configfile else []))
     run = Path(args.run) if args.run else REPO / "results" / config["run"]
     world = World.load(run / "world.json")
+    batch = config["sample"]["batch_size"]
     rows = {}
     for model in args.models:
         if not args.guidance:
             rows[model] = mean_terms(world, *stored(run, model, args.promptset))
-        for scale in args.guidance or []:
-            images = sampled(run, model, config, args.promptset, scale)
-            rows[f"{model}, guidance {scale:g}"] = mean_terms(world, *images)
+        scales = list(dict.fromkeys(args.guidance or []))
+        for scale, (images, prompts) in sampled(run, model, args.promptset, scales, batch).items():
+            rows[f"{model}, guidance {scale:g}"] = mean_terms(world, images, prompts)
     if args.pairs:
         pairs = pd.read_parquet(run / "data" / "pairs.parquet")
         for side, column in (("winners", "image_w"), ("losers", "image_l")):

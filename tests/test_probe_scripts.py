@@ -1,17 +1,27 @@
-"""The toy-world probe scripts of bench/ (issue 13) on the tiny end-to-end run: they read a run as users have it."""
+"""The toy-world probe scripts of bench/ (issue 13) on the tiny end-to-end run: they read a run as users have it.
+Neither test writes into the shared run (other tests count the jobs it still lacks)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, TINY, snakemake
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, TINY
+
+pytestmark = pytest.mark.slow
 
 
-def probe(script: str, run: Path, *args: str) -> str:
+def probe(script: str, run: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / script), "--run", str(run), "--configfile", str(TINY), *args],
         cwd=REPO,
@@ -19,28 +29,47 @@ def probe(script: str, run: Path, *args: str) -> str:
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    assert not check or result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
-def row(output: str, label: str) -> list[float]:
-    """The numbers of the printed table's row `label`."""
-    lines = [line for line in output.splitlines() if line.startswith(label + " ")]
-    assert len(lines) == 1, output
-    return [float(x) for x in lines[0][len(label) :].split()]
-
-
-def test_gradient_direction_gives_smpo_its_pair_scores(tiny_run):
+def test_gradient_direction_gives_smpo_its_pair_scores(tiny_run, tmp_path):
     # SmPO's objective needs the pairs scored by its label scorer; the script built it without them and crashed
-    target = tiny_run.relative_to(tiny_run.parents[1]) / "data" / "pair_scores" / "toy_reward.parquet"
-    snakemake("--cores", "2", str(target), "--configfile", str(TINY), "--directory", str(tiny_run.parents[1]))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "models" / "base", run / "models" / "base")
+    (run / "data").mkdir()
+    shutil.copy(tiny_run / "world.json", run)
+    shutil.copy(tiny_run / "data" / "pairs.parquet", run / "data")
     args = ("--methods", "smpo", "--controls", "0", "--prompts", "2", "--draws", "1", "--sizes", "1e-4")
-    output = probe("gradient_direction.py", tiny_run, *args)
+    missing = probe("gradient_direction.py", run, *args, check=False)
+    assert missing.returncode != 0 and "toy_reward.parquet is missing, which smpo needs" in missing.stderr
+    ids = pd.read_parquet(run / "data" / "pairs.parquet", columns=["pair_id"]).pair_id
+    scores = np.random.default_rng(0).uniform(size=(len(ids), 2))
+    (run / "data" / "pair_scores").mkdir()
+    pd.DataFrame({"pair_id": ids, "score_w": scores[:, 0], "score_l": scores[:, 1]}).to_parquet(
+        run / "data" / "pair_scores" / "toy_reward.parquet"
+    )
+    output = probe("gradient_direction.py", run, *args).stdout
     assert re.search(r"^smpo\s+[+-]\d\.\d{4}\s", output, re.MULTILINE), output
 
 
-def test_oracle_terms_resampled_at_the_evaluation_guidance_are_the_stored_samples_terms(tiny_run):
-    stored = row(probe("oracle_terms.py", tiny_run, "--models", "base"), "base")
-    fresh = probe("oracle_terms.py", tiny_run, "--models", "base", "--guidance", "4", "1")
-    assert row(fresh, "base, guidance 4") == stored  # the sample rule's prompts, seeds, steps and batches
-    assert row(fresh, "base, guidance 1") != stored
+def test_oracle_terms_resampled_at_the_stored_guidance_makes_the_stored_images(tiny_run, monkeypatch):
+    spec = importlib.util.spec_from_file_location("oracle_terms", REPO / "bench" / "oracle_terms.py")
+    oracle_terms = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle_terms)
+    import torch
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the script pins the threads the sample rule used
+        monkeypatch.setenv(var, os.environ.get(var, ""))
+    threads = torch.get_num_threads()
+    record = json.loads((tiny_run / "samples" / "base" / "toy_seen" / "sample.json").read_text())
+    if record["dtype"] != "float32":
+        pytest.skip("the tiny run sampled in half precision on a GPU; the script samples float32 on a CPU")
+    try:
+        fresh = oracle_terms.sampled(tiny_run, "base", "toy_seen", [record["cfg"], 1.0], batch_size=0)
+    finally:
+        torch.set_num_threads(threads)
+    images, prompts = oracle_terms.stored(tiny_run, "base", "toy_seen")
+    assert fresh[record["cfg"]][1] == prompts
+    assert all(np.array_equal(a, b) for a, b in zip(fresh[record["cfg"]][0], images, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh[1.0][0], images))  # another scale, other images

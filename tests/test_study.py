@@ -298,6 +298,7 @@ def test_claim_stability_and_the_command(tmp_path):
     assert "survive a second set of training seeds?" in (out / "claim_stability.md").read_text()
     assert main([*argv, "--second-is", "another float path"]) == 0
     assert "Do the paper's claims survive another float path?" in (out / "claim_stability.md").read_text()
+    assert "Do the gains' verdicts survive another float path?" in (out / "verdict_stability.md").read_text()
     (tmp_path / "b" / "seed_gains.csv").unlink()
     with pytest.raises(SystemExit, match=r"seed_gains\.csv is missing"):
         main(argv)

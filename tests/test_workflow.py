@@ -134,6 +134,7 @@ def test_tiny_run_writes_every_contract_file(tiny_run):
         assert all(Image.open(folder / f).size == (16, 16) for f in index.file)
         meta = json.loads((folder / "sample.json").read_text())
         assert meta["sampler"] == "ddim" and meta["steps"] == 2 and meta["cfg"] == 4.0 and meta["resolution"] == 16
+        assert meta["batch_size"] == 16
         for scorer in ("oracle_reward", "oracle_fidelity", "oracle_aesthetic", "oracle_all_correct"):
             scores = pd.read_csv(out / "scores" / "base" / promptset / f"{scorer}.csv")
             assert list(scores.columns) == ["prompt_id", "seed", "score"]

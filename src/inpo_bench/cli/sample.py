@@ -32,6 +32,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         provenance(
             **settings.describe(),
             seeds=spec["seeds"],
+            batch_size=settings.batch_size,  # the batches can change the float sums: what a re-draw needs
             dtype=dtype,
             model=str(args.model),
             prompts=str(args.prompts),
