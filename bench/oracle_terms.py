@@ -100,13 +100,14 @@ def main() -> None:
     config = load_config(REPO / "config" / "config.yaml", *([args.configfile] if args.configfile else []))
     run = Path(args.run) if args.run else REPO / "results" / config["run"]
     world = World.load(run / "world.json")
-    batch = config["sample"]["batch_size"]
+    scales = list(dict.fromkeys(args.guidance or []))
     rows = {}
     for model in args.models:
-        if not args.guidance:
+        if not scales:  # rescoring only: no model is loaded, the sampler's settings are not needed
             rows[model] = mean_terms(world, *stored(run, model, args.promptset))
-        scales = list(dict.fromkeys(args.guidance or []))
-        for scale, (images, prompts) in sampled(run, model, args.promptset, scales, batch).items():
+            continue
+        fresh = sampled(run, model, args.promptset, scales, config["sample"]["batch_size"])
+        for scale, (images, prompts) in fresh.items():
             rows[f"{model}, guidance {scale:g}"] = mean_terms(world, images, prompts)
     if args.pairs:
         pairs = pd.read_parquet(run / "data" / "pairs.parquet")
