@@ -179,13 +179,13 @@ class FakeScores:
         return float(min(self.w.min(), self.l.min())), float(max(self.w.max(), self.l.max()))
 
 
-def build_method(name, model, data, scores=None, **overrides):
+def build_method(name, model, data, scores=None, reference_dtype=None, **overrides):
     from inpo_bench.config import load_config
 
     config = load_config(REPO / "config" / "config.yaml")
     cfg = {**config[name], "batch_size": 4, "caption_dropout": 0.0, **overrides}
     scores = scores or FakeScores([0.2, 0.1, 0.3, 0.1, 0.2, 0.2], [0.1, 0.3, 0.1, 0.2, 0.2, 0.25])
-    return get(name).build(Context(model.unet, data, cfg, model, pair_scores=scores))
+    return get(name).build(Context(model.unet, data, cfg, model, reference_dtype, pair_scores=scores))
 
 
 def test_sd_snr_sampling_trains_at_the_mapped_timesteps_of_the_same_draws(model, data):
@@ -209,14 +209,37 @@ def test_sd_snr_sampling_trains_at_the_mapped_timesteps_of_the_same_draws(model,
         )
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@pytest.fixture()
+def trained_model(model):
+    """The tiny model with every weight moved off its initial value, as an SFT initialisation is: its GroupNorm and
+    LayerNorm scales are no longer 1 (exact in half precision), so a reference whose norms were rounded to half
+    precision would disagree with the float32 policy at step 0 (the paper path's bf16 InPO gap)."""
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+    return model
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", ZOO)
-def test_every_method_starts_at_its_known_value(model, data, name):
-    objective = build_method(name, model, data)
+def test_every_method_starts_at_its_known_value(trained_model, data, name, precision):
+    """At step 0 (policy == reference) under CPU autocast at each training precision, with the reference stored as
+    the trainer stores it under mixed precision."""
+    dtype = PRECISIONS[precision]
+    objective = build_method(name, trained_model, data, reference_dtype=dtype)
     batch = draw(objective, 7, indices=[0, 1, 2, 3])
-    loss, _ = objective(**batch)
-    assert loss.requires_grad and math.isfinite(loss.item())
+    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        loss, metrics = objective(**batch)
+    assert loss.dtype == torch.float32 and loss.requires_grad and math.isfinite(loss.item())
+    if hasattr(objective, "reference"):  # the two UNets compute the same function: every logit is exactly 0
+        assert metrics["model_mse"] == metrics["ref_mse"]
     if name in ("dpo", "inpo", "smpo"):
         assert loss.item() == pytest.approx(math.log(2), abs=1e-6)  # policy == reference: every logit is 0
+        assert metrics["implicit_acc"] == 0.0
     elif name == "kto":
         assert loss.item() == pytest.approx(0.5, abs=1e-6)  # utility sigmoid(0) for every image, lambda 1
     elif name == "mapo":
@@ -225,6 +248,43 @@ def test_every_method_starts_at_its_known_value(model, data, name):
         assert objective.variant == "sdxl" and loss.item() == pytest.approx(0.25, abs=1e-6)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in objective.policy.parameters())
+
+
+def test_a_reference_in_half_precision_keeps_its_norms_in_float32(trained_model, data):
+    """Only the layers autocast casts anyway are stored in half; rounding the norms too is what made the policy
+    and the reference disagree (the official scripts' `ref_unet.to(weight_dtype)`), shown here by doing it."""
+    objective = build_method("inpo", trained_model, data, reference_dtype=torch.bfloat16)
+    dtypes = {type(m).__name__: p.dtype for m in objective.reference.modules() for p in m.parameters(recurse=False)}
+    assert dtypes["Conv2d"] == dtypes["Linear"] == torch.bfloat16
+    assert dtypes["GroupNorm"] == dtypes["LayerNorm"] == torch.float32
+    objective.reference.to(torch.bfloat16)  # the whole module in bf16, as the official code casts it
+    batch = draw(objective, 7, indices=[0, 1, 2, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = objective(**batch)
+    assert metrics["model_mse"] != metrics["ref_mse"] and abs(loss.item() - math.log(2)) > 1e-4
+
+
+def test_mapo_reduces_in_float32_under_autocast(trained_model, data):
+    """The per-sample MSEs and the loss are float32 reductions of the half-precision predictions: recomputed
+    here in float64 from the same predictions."""
+    from inpo_bench.methods.mapo import mapo_loss
+
+    objective = build_method("mapo", trained_model, data)
+    batch = draw(objective, 3, indices=[0, 1, 2, 3])
+    x0 = torch.cat([batch["x0_w"], batch["x0_l"]])
+    t, eps = batch["t"].repeat(2), batch["noise"].repeat(2, 1, 1, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = objective(**batch)
+        with torch.no_grad():
+            pred = objective.policy(
+                add_noise(x0, eps, trained_model.alphas_cumprod[t]),
+                t,
+                encoder_hidden_states=batch["context"].repeat(2, 1, 1),
+            ).sample
+    assert pred.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    m = (pred.double() - eps.double()).pow(2).flatten(1).mean(1)
+    expected, _ = mapo_loss(m[:4], m[4:], 0.1, 0.5, 1000)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_dspo_sd15_form_starts_at_the_winners_denoising_loss(model, data):

@@ -38,7 +38,7 @@ def test_smoke_config_runs_the_paper_dag_end_to_end(smoke_run):
         folder = out / "models" / method
         UNet2DConditionModel.from_pretrained(folder / "unet")  # the diffusers layout, loadable on its own
         record = json.loads((folder / "train.json").read_text())
-        assert record["config"]["steps"] == 2 and record["training"]["mixed_precision"] == "bf16"
+        assert record["config"]["steps"] == 2 and record["training"]["mixed_precision"] == "fp16"
         assert not (folder / "eval_log.csv").exists()  # no oracle outside the toy world
     assert json.loads((out / "models" / "inpo" / "train.json").read_text())["init"].endswith("models/sft")
     encoded = json.loads((out / "data" / "encoded" / "encoded.json").read_text())

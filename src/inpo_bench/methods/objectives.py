@@ -105,6 +105,27 @@ class Pretrain(nn.Module):
         return loss, {"model_mse": float(per_sample_mse(eps.detach(), noise).mean())}
 
 
+# the layers autocast runs in half precision on CPU and CUDA alike: their weights are cast to the autocast dtype
+# there anyway, so storing them in it changes no result
+AUTOCAST_HALF_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def half_matmul_layers(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store the weights of `module`'s Linear and Conv layers in `dtype`, every other parameter in float32.
+
+    Under autocast a float32 policy computes exactly what this module computes: its Linear / Conv weights are cast
+    to the autocast dtype at each call, the same rounding as storing them so, while normalisation layers run on
+    float32 weights. The official scripts (SalesforceAIResearch/DiffusionDPO, JaydenLyh/InPO train.py) cast the
+    whole reference to the weight dtype, which also rounds the GroupNorm / LayerNorm scales and shifts: once they
+    have left 1 and 0 (an SFT initialisation), policy and reference disagree at step 0 (bf16: DDIM-InPO's loss .650
+    instead of log 2 on the SD stand-in with every weight moved by 0.01; tests/test_precision.py).
+    """
+    for layer in module.modules():
+        if isinstance(layer, AUTOCAST_HALF_LAYERS):
+            layer.to(dtype)
+    return module
+
+
 def plain_eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
     """A UNet conditioned on text alone (the toy model, SD 1.x/2.x); SDXL passes T2IModel.eps instead."""
     return unet(x, t, encoder_hidden_states=context).sample
@@ -118,8 +139,9 @@ class PairObjective(nn.Module):
 
     `data` is a source of data/pairs.py (PairData, EncodedPairs, LazyPairs); `eps_fn(unet, x, t, context)` calls a
     UNet with the model kind's conditioning (T2IModel.eps). With `reference`, a frozen copy of the initial UNet is
-    kept out of the optimiser's parameters, in half precision under mixed-precision training (`reference_dtype`),
-    as the official scripts keep it.
+    kept out of the optimiser's parameters; under mixed-precision training its matrix-multiplying layers are stored
+    in half precision (`reference_dtype`, see `half_matmul_layers`), as the official scripts keep the reference in
+    their weight dtype.
     """
 
     def __init__(
@@ -141,7 +163,7 @@ class PairObjective(nn.Module):
         if reference:
             self.reference = copy.deepcopy(unet).requires_grad_(False).eval()
             if reference_dtype is not None:
-                self.reference.to(reference_dtype)
+                half_matmul_layers(self.reference, reference_dtype)
         t_max = len(abar) - 1 if t_max is None else t_max
         if not 0 <= t_min <= t_max < len(abar):
             raise ValueError(f"timestep range [{t_min}, {t_max}] must lie within [0, {len(abar) - 1}]")
