@@ -90,21 +90,24 @@ rule prepare_pairs:
     conda:
         ENV
     params:
-        source=PAIR_SOURCE,
+        label_source=PAIR_SOURCE,
         shards=lambda wc, input: (
             " ".join(f"--shard {s}" for s in input.shards)
             if "shards" in input.keys()
             else ""
         ),
-        hub=spec(**config["data"]["pickapic"]),
+        # a user's local copy is locked like a download; the toy world's shard is this DAG's own output
+        lock="" if TOY else "--lock",
         repo=config["data"]["pickapic"]["repo"],
+        revision=config["data"]["pickapic"]["revision"],
         split=config["data"]["pickapic"]["split"],
         max_shards=config["data"]["pickapic"]["max_shards"],
         cache=config["data"]["pickapic"]["cache"],
     shell:
-        "python -m inpo_bench prepare {params.shards} --repo {params.repo} --split {params.split}"
-        " --max-shards {params.max_shards} --cache {params.cache} --out {output.pairs}"
-        " --report {output.report} --source {params.source} > {log} 2>&1"
+        "python -m inpo_bench prepare {params.shards} {params.lock} --repo {params.repo}"
+        " --revision {params.revision} --split {params.split} --max-shards {params.max_shards}"
+        " --cache {params.cache} --out {output.pairs} --report {output.report}"
+        " --label-source {params.label_source} > {log} 2>&1"
 
 
 if config["data"]["encoding"] == "disk":

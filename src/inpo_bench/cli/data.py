@@ -114,16 +114,21 @@ def cmd_toy_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from ..data.pickapic import hub_shards, prepare_pairs
+    from ..data.pickapic import prepare_pairs
+    from ..data.source import LOCK_NAME, hub_source, local_source
     from ..runtime import Stopwatch, provenance, write_json
 
     clock = Stopwatch()
     if args.shard:
-        counts = prepare_pairs(args.shard, args.out, args.source)
-    else:  # stream the split from the hub: a shard is fetched when the previous one is done
-        shards = hub_shards(args.repo, args.split, args.max_shards, args.cache)
-        counts = prepare_pairs(shards, args.out, args.source, check=False)
-    write_json(args.report, provenance(**counts, wall_seconds=clock.seconds()))
+        source = local_source(args.shard, args.split, Path(args.cache) / LOCK_NAME if args.lock else None)
+    else:  # resolved (or read from the lock) before any download; a shard is fetched when the previous one is done
+        source = hub_source(args.repo, args.revision, args.split, args.max_shards, args.cache)
+        print(f"Pick-a-Pic: {args.repo}@{args.revision} -> commit {source.commit}, {len(source.shards)} shard(s)")
+    counts = prepare_pairs(source.paths(), args.out, args.label_source, check=False)
+    record = source.record()
+    if not args.max_shards and not args.shard and record["card_rows"] not in (None, counts["read"]):
+        print(f"warning: read {counts['read']} rows of split {args.split}; its dataset card says {record['card_rows']}")
+    write_json(args.report, provenance(**counts, source=record, wall_seconds=clock.seconds()))
     print(
         f"prepared {counts['kept']} pairs from {counts['read']} rows "
         f"({counts['ties_removed']} ties, {counts['corrupt_dropped']} corrupt) -> {args.out}"
@@ -199,13 +204,19 @@ def register(add: Add) -> None:
 
     p = add("prepare", cmd_prepare, "Pick-a-Pic shards -> pairs.parquet (ties removed, corrupt pairs dropped)")
     p.add_argument("--shard", action="append", help="local parquet shard (repeatable); none: stream from the hub")
-    p.add_argument("--repo", default="yuvalkirstain/pickapic_v2", help="hub dataset to stream shards from")
+    p.add_argument(
+        "--lock", action="store_true", help="local shards: record their hashes in the lock and check them on later runs"
+    )
+    p.add_argument("--repo", default="liuhuohuo2/pick-a-pic-v2", help="hub dataset to stream shards from")
+    p.add_argument("--revision", default="main", help="branch, tag or commit of --repo (a branch is pinned in the lock)")
     p.add_argument("--split", default="train")
     p.add_argument("--max-shards", type=int, default=0, help="first N shards of the split (0: all)")
-    p.add_argument("--cache", default="resources/pickapic_v2", help="where downloaded shards are kept")
+    p.add_argument(
+        "--cache", default="resources/pickapic_v2", help="where downloaded shards and pickapic.lock.json are kept"
+    )
     p.add_argument("--out", required=True)
-    p.add_argument("--report", required=True, help="prepare.json with the counts")
-    p.add_argument("--source", required=True, help="label source recorded in every pair")
+    p.add_argument("--report", required=True, help="prepare.json with the counts and the source's record")
+    p.add_argument("--label-source", required=True, help="who labelled the pairs, recorded in every pair")
 
     p = add("encode-pairs", cmd_encode_pairs, "encode pairs.parquet once: float16 latents and text contexts on disk")
     p.add_argument("--pairs", required=True)

@@ -8,6 +8,8 @@ one image silently misaligns winners and losers in the official InPO loader), an
 pairs.parquet columns: pair_id, caption, image_w, image_l, source (+ reward_w, reward_l when the shards carry
 true rewards, as the toy world's do). The image columns are stored verbatim (data/offsets.py) and
 `pairs.offsets.npy` beside the file holds each image's byte range, so training can read a pair without its row group.
+
+Where the shards come from, and the check that they are the bytes first read, is data/source.py.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from PIL import Image
 from ..errors import DataError
 from ..runtime import Progress
 from .offsets import image_write_options, write_offsets
+from .source import manifest
 
-REQUIRED = ("caption", "jpg_0", "jpg_1", "label_0")
+REQUIRED = tuple(manifest()["read_columns"])  # caption, jpg_0, jpg_1, label_0 and the types they may have
 PAIRS_SCHEMA = pa.schema(
     [
         pa.field("pair_id", pa.string(), nullable=False),
@@ -66,6 +69,11 @@ def check_shards(shards: Iterable[str | Path]) -> list[Path]:
         missing = [c for c in REQUIRED if c not in names]
         if missing:
             raise DataError(f"{path}: missing Pick-a-Pic column(s) {missing}")
+        schema = pq.ParquetFile(path).schema_arrow
+        allowed = manifest()["read_columns"]
+        wrong = {c: str(schema.field(c).type) for c in REQUIRED if str(schema.field(c).type) not in allowed[c]}
+        if wrong:
+            raise DataError(f"{path}: Pick-a-Pic column(s) of the wrong type {wrong}; expected {allowed}")
     return paths
 
 
@@ -92,12 +100,36 @@ def prepare_pairs(
         "kept": 0,
         "corrupt_pair_ids": [],
         "shards": [],
-        "source": source,
+        "label_source": source,
     }
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     columns = list(REQUIRED) + (["true_reward_0", "true_reward_1"] if with_rewards else [])
+    try:
+        _stream(paths, tmp, schema, columns, with_rewards, source, batch_rows, counts)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed run leaves no partial file and never touches an earlier pairs file
+        raise
+    if counts["kept"] == 0:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"no usable pairs in {counts['shards']}: {counts}")
+    tmp.replace(out_path)
+    write_offsets(out_path)
+    return counts
+
+
+def _stream(
+    paths: Iterable[Any],
+    tmp: Path,
+    schema: pa.Schema,
+    columns: list[str],
+    with_rewards: bool,
+    source: str,
+    batch_rows: int,
+    counts: dict[str, Any],
+) -> None:
+    """Write the kept pairs of every shard to `tmp`, counting as it goes."""
     with pq.ParquetWriter(tmp, schema, **image_write_options(schema.names)) as writer:
         for path in paths:
             path = check_shards([path])[0]
@@ -138,27 +170,6 @@ def prepare_pairs(
                     writer.write_table(pa.table(out, schema=schema))
                 progress.update(batch.num_rows)
             progress.close()
-    if counts["kept"] == 0:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"no usable pairs in {counts['shards']}: {counts}")
-    tmp.replace(out_path)
-    write_offsets(out_path)
-    return counts
-
-
-def hub_shards(repo: str, split: str, max_shards: int, cache: str | Path) -> Iterable[Path]:
-    """The parquet shards of a split of a hub dataset, downloaded one at a time as they are consumed."""
-    from huggingface_hub import hf_hub_download, list_repo_files
-
-    files = sorted(
-        f
-        for f in list_repo_files(repo, repo_type="dataset")
-        if f.startswith(f"data/{split}-") and f.endswith(".parquet")
-    )
-    if not files:
-        raise DataError(f"hub dataset {repo} has no data/{split}-*.parquet shards")
-    for name in files[: max_shards or None]:
-        yield Path(hf_hub_download(repo, name, repo_type="dataset", local_dir=cache))
 
 
 def _peek(items: Iterable[Any]) -> tuple[Any, Iterable[Any]]:
