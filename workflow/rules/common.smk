@@ -94,8 +94,9 @@ def promptset_inputs(wildcards):
     if wildcards.promptset in TOY_PROMPTSETS:
         return {"world": f"{OUT}/world.json"}
     source = config["prompts"].get(REAL_PROMPTSETS[wildcards.promptset].source)
+    local = source not in (None, "hub")  # null: the shipped file; hub: a download
     return (
-        {"smoke": SMOKE} if config["smoke"] else ({"source": source} if source else {})
+        {"smoke": SMOKE} if config["smoke"] else ({"source": source} if local else {})
     )
 
 
@@ -257,14 +258,20 @@ def study_groups(seeds=None):
         own = config[method]["train_seed"]
         own = config["seed"] if own is None else own
         groups[method] = [
-            method if seed == own else f"{method}/train_seed~{seed}"
-            for seed in seeds
+            method if seed == own else f"{method}/train_seed~{seed}" for seed in seeds
         ]
     return groups
 
 
 STUDY = f"{OUT}/study"
-STUDY_TABLES = ("seed_gains", "compute_to_reach", "paper_claims", "curve_summary", "training_curves", "mean_scores")
+STUDY_TABLES = (
+    "seed_gains",
+    "compute_to_reach",
+    "paper_claims",
+    "curve_summary",
+    "training_curves",
+    "mean_scores",
+)
 
 
 def study_inputs(wildcards, seeds=None):

@@ -70,7 +70,13 @@ rule promptset:
         world=lambda wc, input: (
             f"--world {input.world}" if "world" in input.keys() else ""
         ),
-        spec=spec(**config["prompts"]),
+        # `prompts.pickapic_test_unique: hub` reads the training data's mirror, with its lock
+        spec=spec(
+            **config["prompts"],
+            pickapic={
+                k: config["data"]["pickapic"][k] for k in ("repo", "revision", "cache")
+            },
+        ),
     shell:
         "python -m inpo_bench prompts --name {wildcards.promptset} {params.world} --spec {params.spec:q}"
         " --out {output.csv} > {log} 2>&1"

@@ -289,10 +289,7 @@ use rule study_tables as study_replicate_tables with:
     input:
         unpack(lambda wc: study_inputs(wc, config["study"]["replicate_seeds"])),
     output:
-        **{
-            name: f"{STUDY}/replicate/tables/{name}.csv"
-            for name in STUDY_TABLES
-        },
+        **{name: f"{STUDY}/replicate/tables/{name}.csv" for name in STUDY_TABLES},
         figure=f"{STUDY}/replicate/figures/efficiency_curves.png",
     log:
         f"{OUT}/logs/tables/study_replicate.log",
@@ -308,8 +305,16 @@ rule study_stability:
         second_gains=f"{STUDY}/replicate/tables/seed_gains.csv",
         second_claims=f"{STUDY}/replicate/tables/paper_claims.csv",
     output:
-        gains=report(f"{STUDY}/tables/verdict_stability.csv", caption="../report/study.rst", category="Study"),
-        claims=report(f"{STUDY}/tables/claim_stability.csv", caption="../report/study.rst", category="Study"),
+        gains=report(
+            f"{STUDY}/tables/verdict_stability.csv",
+            caption="../report/study.rst",
+            category="Study",
+        ),
+        claims=report(
+            f"{STUDY}/tables/claim_stability.csv",
+            caption="../report/study.rst",
+            category="Study",
+        ),
     log:
         f"{OUT}/logs/tables/study_stability.log",
     conda:

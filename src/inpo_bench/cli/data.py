@@ -208,7 +208,7 @@ def register(add: Add) -> None:
         "--lock", action="store_true", help="local shards: record their hashes in the lock and check them on later runs"
     )
     p.add_argument("--repo", default="liuhuohuo2/pick-a-pic-v2", help="hub dataset to stream shards from")
-    p.add_argument("--revision", default="main", help="branch, tag or commit of --repo (a branch is pinned in the lock)")
+    p.add_argument("--revision", default="main", help="branch, tag or commit of --repo (pinned in the lock)")
     p.add_argument("--split", default="train")
     p.add_argument("--max-shards", type=int, default=0, help="first N shards of the split (0: all)")
     p.add_argument(

@@ -1,17 +1,21 @@
 """Evaluation prompt sets, written as `prompts/{promptset}.csv` (prompt_id, prompt) plus a JSON record of where
 the prompts came from.
 
-Toy sets come from the world (seen and held-out compositions). The real sets are read from a local file in the
-upstream format, or downloaded into a cache on first use:
+Toy sets come from the world (seen and held-out compositions). The real sets come, by config key `prompts.<set>`:
+- null (the default): from the files shipped with the package (inpo_bench/promptsets/, listed with source, commit,
+  licence, count and SHA-256 in its sources.json), so sampling needs no hub;
+- a path: from a local file in the upstream format;
+- "hub": downloaded into `prompts.cache` (Pick-a-Pic from the configured mirror, verified as data/source.py does).
 
-| set | upstream file | prompts |
+| set | shipped file (prompts) | upstream format (prompts) |
 |---|---|---|
-| pickapic_test_unique | Pick-a-Pic v2 `data/test_unique-*.parquet` (column `caption`) | 500 |
-| parti | PartiPrompts `PartiPrompts.tsv` (columns Prompt, Category, Challenge, Note) | 1632 |
-| hpdv2 | HPDv2 benchmark `{anime,concept-art,paintings,photo}.json` (JSON lists) | 3200 |
-| hpdv2_<style> | one of those four files | 800 |
+| pickapic_test_unique | Diffusion-SDPO `prompts/papv2.json`: test_unique deduplicated (487) | its parquet (500) |
+| parti | google-research/parti `PartiPrompts.tsv` (1632) | the same file |
+| hpdv2 | Diffusion-SDPO `prompts/hpsv2.json`: the four styles in order (3200) | `benchmark/<style>.json` (4 x 800) |
+| hpdv2_<style> | one 800-prompt block of that file | one of those four files (800) |
 
-A file whose prompt count differs from the table, or that does not parse, is an error naming the file.
+A file whose prompt count differs from the table, whose bytes differ from the shipped record, or that does not
+parse, is an error naming the file.
 
 The four HPDv2 styles are subsets of hpdv2 (their prompt ids keep the `<style>-` prefix): a run that evaluates
 hpdv2 derives each style's scores from hpdv2's images instead of sampling the same prompts again
@@ -20,9 +24,12 @@ hpdv2 derives each style's scores from hpdv2's images instead of sampling the sa
 
 from __future__ import annotations
 
+import csv
 import json
 import urllib.request
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +42,36 @@ from ..toyworld.world import PROMPT_SETS as TOY_PROMPT_SETS
 from ..toyworld.world import World
 
 HPD_STYLES = ("anime", "concept-art", "paintings", "photo")
+HPD_STYLE_SIZE = 800
 PARTI_URL = "https://raw.githubusercontent.com/google-research/parti/main/PartiPrompts.tsv"
-PICKAPIC_REPO = "yuvalkirstain/pickapic_v2"
 HPD_REPO = "zhwang/HPDv2"
 
 
 @dataclass(frozen=True)
 class RealSet:
-    source: str  # key of the config's `prompts` section that locates the upstream file
-    expected: int
+    source: str  # key of the config's `prompts` section that locates the file
+    expected: int  # prompts in the upstream-format file
+    shipped: str  # the file of inpo_bench/promptsets/ it is read from by default
     subset_of: str | None = None  # a set whose prompts include these, under the same ids
     id_prefix: str = ""  # how this set's prompt ids start within subset_of
 
 
 REAL_SETS: dict[str, RealSet] = {
-    "pickapic_test_unique": RealSet("pickapic_test_unique", 500),
-    "parti": RealSet("parti", 1632),
-    "hpdv2": RealSet("hpdv2", 3200),
-    **{f"hpdv2_{style}": RealSet("hpdv2", 800, "hpdv2", f"{style}-") for style in HPD_STYLES},
+    "pickapic_test_unique": RealSet("pickapic_test_unique", 500, "papv2.json"),
+    "parti": RealSet("parti", 1632, "PartiPrompts.tsv"),
+    "hpdv2": RealSet("hpdv2", 3200, "hpsv2.json"),
+    **{f"hpdv2_{style}": RealSet("hpdv2", HPD_STYLE_SIZE, "hpsv2.json", "hpdv2", f"{style}-") for style in HPD_STYLES},
 }
+
+
+@cache
+def shipped_sources() -> dict[str, Any]:
+    """inpo_bench/promptsets/sources.json: where each shipped file comes from, its count and SHA-256."""
+    return json.loads(resources.files("inpo_bench").joinpath("promptsets/sources.json").read_text())["files"]
+
+
+def shipped_path(name: str) -> Path:
+    return Path(str(resources.files("inpo_bench").joinpath("promptsets", name)))
 
 
 def known_promptsets() -> list[str]:
@@ -83,8 +101,8 @@ def read_pickapic(path: Path) -> list[tuple[str, str]]:
 
 
 def read_parti(path: Path) -> list[tuple[str, str]]:
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    try:  # no quote handling: one prompt starts with a quoted word ('"G I G G L E" painted ...')
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
     except Exception as error:
         raise DataError(f"{path}: not a readable PartiPrompts TSV ({error})") from None
     if "Prompt" not in frame.columns:
@@ -96,49 +114,111 @@ def read_hpd_style(folder: Path, style: str) -> list[str]:
     path = folder / f"{style}.json"
     if not path.is_file():
         raise DataError(f"{path}: missing; the HPDv2 benchmark folder holds {[s + '.json' for s in HPD_STYLES]}")
-    try:
-        prompts = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
+    prompts = _read_json(path)
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
         raise DataError(f"{path}: expected a JSON list of prompt strings")
-    if len(prompts) != 800:
-        raise DataError(f"{path}: {len(prompts)} prompts, the HPDv2 benchmark has 800 per style")
+    if len(prompts) != HPD_STYLE_SIZE:
+        raise DataError(f"{path}: {len(prompts)} prompts, the HPDv2 benchmark has {HPD_STYLE_SIZE} per style")
     return prompts
 
 
-def fetch(source: str, cache: Path) -> Path:
-    """Download an upstream prompt file into the cache (once) and return its local path."""
-    cache.mkdir(parents=True, exist_ok=True)
+def read_prompt_records(path: Path) -> list[str]:
+    """A JSON list of records with a 'prompt' field (Diffusion-SDPO's prompts/*.json)."""
+    records = _read_json(path)
+    valid = isinstance(records, list) and all(isinstance(r, dict) and isinstance(r.get("prompt"), str) for r in records)
+    if not valid:
+        raise DataError(f"{path}: expected a JSON list of records with a 'prompt' string")
+    return [r["prompt"] for r in records]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+
+
+def hpd_rows(name: str, prompts_of: Any) -> list[tuple[str, str]]:
+    """(style-000, prompt) rows of hpdv2 or of one style; prompts_of(style) gives a style's 800 prompts."""
+    styles = [name.removeprefix("hpdv2_")] if name != "hpdv2" else list(HPD_STYLES)
+    return [(f"{style}-{i:03d}", p) for style in styles for i, p in enumerate(prompts_of(style))]
+
+
+def read_shipped(name: str) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """A real set from the package's own file, checked against sources.json; (rows, record fields)."""
+    real = REAL_SETS[name]
+    info = shipped_sources()[real.shipped]
+    path = shipped_path(real.shipped)
+    digest = sha256(path)
+    if digest != info["sha256"]:
+        raise DataError(f"{path}: SHA-256 {digest} is not the shipped file's {info['sha256']}; reinstall the package")
+    if real.source == "parti":
+        rows = read_parti(path)
+    elif real.source == "hpdv2":
+        prompts = read_prompt_records(path)
+        rows = hpd_rows(name, lambda style: _style_block(prompts, style))
+    else:
+        rows = [(f"{i:03d}", p) for i, p in enumerate(read_prompt_records(path))]
+    expected = info["count"] if real.subset_of is None else real.expected
+    if len(rows) != expected:
+        raise DataError(f"{path}: {len(rows)} prompts, its record in sources.json says {expected}")
+    origin = {k: info[k] for k in ("source", "commit", "path", "licence")}
+    return rows, {"source": f"shipped: {real.shipped}", "origin": origin, "sha256": {real.shipped: digest}}
+
+
+def _style_block(prompts: list[str], style: str) -> list[str]:
+    start = HPD_STYLES.index(style) * HPD_STYLE_SIZE
+    return prompts[start : start + HPD_STYLE_SIZE]
+
+
+def fetch(source: str, cache_dir: Path, pickapic: dict[str, Any] | None = None) -> Path:
+    """Download an upstream prompt file into the cache (once) and return its local path (`prompts.<set>: hub`).
+    Pick-a-Pic's test_unique comes from the configured mirror (`pickapic`: data.pickapic's repo, revision and
+    cache), resolved, locked and hashed as the training shards are."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
     if source == "parti":
-        target = cache / "PartiPrompts.tsv"
+        target = cache_dir / "PartiPrompts.tsv"
         if not target.is_file():
             tmp = target.with_suffix(".tmp")
             urllib.request.urlretrieve(PARTI_URL, tmp)  # a fixed https URL
             tmp.replace(target)
         return target
-    from huggingface_hub import hf_hub_download, snapshot_download
-
     if source == "pickapic_test_unique":
-        folder = Path(
-            snapshot_download(
-                PICKAPIC_REPO,
-                repo_type="dataset",
-                allow_patterns=["data/test_unique-*"],
-                local_dir=cache / "pickapic_v2",
-            )
-        )
-        files = sorted((folder / "data").glob("test_unique-*.parquet"))
-        if len(files) != 1:
-            raise DataError(f"{folder}/data: expected one test_unique parquet file, found {len(files)}")
-        return files[0]
+        from .source import hub_source
+
+        if not pickapic:
+            raise DataError("prompts.pickapic_test_unique: hub needs the run's data.pickapic repo and revision")
+        found = hub_source(pickapic["repo"], pickapic["revision"], "test_unique", 0, pickapic["cache"])
+        paths = list(found.paths())
+        if len(paths) != 1:
+            raise DataError(f"{pickapic['repo']}: expected one test_unique parquet file, found {len(paths)}")
+        return paths[0]
     if source == "hpdv2":
+        from huggingface_hub import hf_hub_download
+
         for style in HPD_STYLES:
             hf_hub_download(
-                HPD_REPO, f"{style}.json", subfolder="benchmark", repo_type="dataset", local_dir=cache / "HPDv2"
+                HPD_REPO, f"{style}.json", subfolder="benchmark", repo_type="dataset", local_dir=cache_dir / "HPDv2"
             )
-        return cache / "HPDv2" / "benchmark"
+        return cache_dir / "HPDv2" / "benchmark"
     raise ValueError(f"unknown prompt source {source!r}")
+
+
+def read_upstream(name: str, path: Path) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """A real set from a file (or the HPDv2 folder) in its upstream format; (rows, record fields)."""
+    real = REAL_SETS[name]
+    if not path.exists():
+        raise DataError(f"{path} (config key prompts.{real.source}) does not exist")
+    if real.source == "pickapic_test_unique":
+        rows = read_pickapic(path)
+    elif real.source == "parti":
+        rows = read_parti(path)
+    else:
+        rows = hpd_rows(name, lambda style: read_hpd_style(path, style))
+    if len(rows) != real.expected:
+        raise DataError(f"{path}: {len(rows)} prompts, {name} has {real.expected}; is it the right (complete) file?")
+    files = [path] if path.is_file() else [path / f"{s}.json" for s in HPD_STYLES]
+    return rows, {"source": str(path), "sha256": {f.name: sha256(f) for f in files if f.is_file()}}
 
 
 def build_promptset(name: str, world: World | None, cfg: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -150,27 +230,15 @@ def build_promptset(name: str, world: World | None, cfg: dict[str, Any]) -> tupl
         return frame, {"promptset": name, "source": "toy world", "count": len(frame), "used": len(frame)}
     if name not in REAL_SETS:
         raise ValueError(f"unknown prompt set {name!r}; known: {known_promptsets()}")
-    real = REAL_SETS[name]
-    local = cfg.get(real.source)
-    path = Path(local).expanduser() if local else fetch(real.source, Path(cfg["cache"]))
-    if not path.exists():
-        raise DataError(f"{path} (config key prompts.{real.source}) does not exist")
-    if real.source == "pickapic_test_unique":
-        rows = read_pickapic(path)
-    elif real.source == "parti":
-        rows = read_parti(path)
+    choice = cfg.get(REAL_SETS[name].source)
+    if choice is None:
+        rows, origin = read_shipped(name)
+    elif choice == "hub":
+        path = fetch(REAL_SETS[name].source, Path(cfg["cache"]), cfg.get("pickapic"))
+        rows, origin = read_upstream(name, path)
     else:
-        styles = [name.removeprefix("hpdv2_")] if name != "hpdv2" else list(HPD_STYLES)
-        rows = [(f"{style}-{i:03d}", p) for style in styles for i, p in enumerate(read_hpd_style(path, style))]
-    if len(rows) != real.expected:
-        raise DataError(f"{path}: {len(rows)} prompts, {name} has {real.expected}; is it the right (complete) file?")
-    files = [path] if path.is_file() else [path / f"{s}.json" for s in HPD_STYLES]
-    record = {
-        "promptset": name,
-        "source": str(path),
-        "sha256": {f.name: sha256(f) for f in files if f.is_file()},
-        "count": len(rows),
-    }
+        rows, origin = read_upstream(name, Path(choice).expanduser())
+    record = {"promptset": name, **origin, "count": len(rows)}
     limit = cfg.get("limit", 0)
     if limit and limit < len(rows):  # an evenly spread subset, so every style and category stays represented
         picks = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))

@@ -51,7 +51,8 @@ class Lock:
         try:
             self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         except json.JSONDecodeError as error:
-            raise DataError(f"{self.path}: not a valid lock file ({error}); delete it to resolve the source anew")
+            message = f"{self.path}: not a valid lock file ({error}); delete it to resolve the source anew"
+            raise DataError(message) from None
         self.data.setdefault("refs", {})
         self.data.setdefault("sources", {})
 
@@ -125,9 +126,7 @@ class Source:
 
         try:
             return Path(
-                hf_hub_download(
-                    self.repo, shard.name, repo_type="dataset", revision=self.commit, local_dir=self.cache
-                )
+                hf_hub_download(self.repo, shard.name, repo_type="dataset", revision=self.commit, local_dir=self.cache)
             )
         except Exception as error:
             raise hub_error(self.repo, self.commit, error, what=f"download {shard.name} of") from None
