@@ -35,3 +35,18 @@ def test_a_dependency_missing_from_an_env_file_fails_the_check(tmp_path):
     # every runtime dependency reaches the jobs' environments, the scheduler does not
     text = (tmp_path / "envs" / "cpu.yaml").read_text()
     assert "ftfy==6.3.1" in text and "snakemake" not in text.split("dependencies:")[1]
+
+
+def test_records_name_the_code_commit_and_the_machine():
+    import torch  # noqa: F401  (the machine's torch part is recorded once torch is imported)
+
+    from inpo_bench.runtime import provenance
+
+    record = provenance(x=1)
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI's is): the commit it runs from
+        assert record["code"]["commit"] == head.stdout.strip() and isinstance(record["code"]["dirty"], bool)
+    assert record["code"]["package"] == record["versions"]["inpo-bench"]
+    machine = record["machine"]
+    assert machine["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "NEON", "SVE256"}
+    assert machine["gpus"] == [] or "tf32" in machine

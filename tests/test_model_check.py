@@ -96,3 +96,30 @@ def test_base_model_command_writes_no_model_json_when_the_check_fails(bases, tmp
         ["base-model", "--kind", "sd", "--pretrained", str(sd), "--resolution", "32", "--out", str(tmp_path / "b")]
     )
     assert code == 1 and not (tmp_path / "b" / "model.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("prediction_type", "v_prediction", "expected epsilon"),
+        ("timestep_spacing", "trailing", "expected leading"),
+        ("set_alpha_to_one", True, "expected false"),
+        ("steps_offset", -1, "expected a non-negative integer"),
+        ("num_train_timesteps", 500, "expected 1000"),
+        ("beta_schedule", "sigmoid", "expected linear, scaled_linear or squaredcos_cap_v2"),
+        ("rescale_betas_zero_snr", True, "expected false"),
+        ("thresholding", True, "expected false"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["sd", "sdxl"])
+def test_a_scheduler_the_code_does_not_implement_is_refused_by_field(bases, tmp_path, kind, field, value, expected):
+    """An SD 2.x v-prediction base or a trailing-spacing scheduler would otherwise train and sample wrongly, silently."""
+    base = copy_of(bases, kind, tmp_path)
+    path = base / "scheduler" / "scheduler_config.json"
+    config = json.loads(path.read_text())
+    write_base_spec(tmp_path / "ok", kind, 32, str(base))
+    check_model(tmp_path / "ok")  # the stand-in's own scheduler passes
+    path.write_text(json.dumps({**config, field: value}))
+    write_base_spec(tmp_path / "m", kind, 32, str(base))
+    with pytest.raises(ModelError, match=rf"scheduler_config\.json: .*{field} is {value!r}, {expected}"):
+        check_model(tmp_path / "m")

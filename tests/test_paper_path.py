@@ -49,6 +49,16 @@ def test_smoke_config_runs_the_paper_dag_end_to_end(smoke_run):
         assert record["config"]["steps"] == 2 and record["training"]["mixed_precision"] == "fp16"
         assert not (folder / "eval_log.csv").exists()  # no oracle outside the toy world
     assert json.loads((out / "models" / "inpo" / "train.json").read_text())["init"].endswith("models/sft")
+    # provenance: the code, the machine and the data every trained model, sample and score came from
+    record = json.loads((out / "models" / "dpo" / "train.json").read_text())
+    assert len(record["code"]["commit"] or "x" * 40) == 40 and record["machine"]["cpu_capability"]
+    assert record["data_source"]["kind"] == "local" and len(record["data_source"]["data_sha256"]) == 64
+    sampled = json.loads((out / "samples" / "dpo" / "hpdv2" / "sample.json").read_text())
+    assert sampled["prompt_source"]["source"] == "shipped: hpsv2.json" and sampled["machine"]["cpu"]
+    scored = json.loads((out / "scores" / "dpo" / "hpdv2" / "pickscore.json").read_text())
+    assert scored["prompt_source"] == sampled["prompt_source"] and "code" in scored
+    models = pd.read_csv(out / "tables" / "models.csv").set_index("model")
+    assert models.loc["dpo", "precision"] == "no" and models.loc["dpo", "data"].startswith("local sha256 ")
     encoded = json.loads((out / "data" / "encoded" / "encoded.json").read_text())
     assert encoded["pairs"] == 22 and encoded["x0_shape"] == [4, 16, 16] and encoded["dtype"] == "float16"
     assert encoded["flips"] == 2  # data.flip: both flips of every image are on disk

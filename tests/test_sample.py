@@ -117,3 +117,47 @@ def test_the_toy_sampler_clamps_x0_as_diffusers_ddim_with_clip_sample(tiny_model
             eps_u, eps_c = model.eps(model.unet, torch.cat([x, x]), int(t), torch.cat([uncond, cond])).chunk(2)
             x = unclamped.step(eps_u + settings.guidance * (eps_c - eps_u), t, x).prev_sample
     assert not torch.allclose(ours, x, atol=1e-3)  # the clamp acts
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl"])
+def test_the_sampler_makes_the_images_of_diffusers_pipelines(tmp_path, kind):
+    """End to end against diffusers' own StableDiffusionPipeline / StableDiffusionXLPipeline on the smoke models:
+    DDIM (eta 0, final alpha-bar[0], no clamp), the same initial noise, prompts, CFG and steps give the same
+    images, pixel for pixel; a pipeline at another guidance or final alpha gives other images (the check can fail)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from inpo_bench.models.bundle import write_base_spec
+    from inpo_bench.smoke import pipelines
+
+    build, pipeline = {
+        "sd": (pipelines.build_sd15, StableDiffusionPipeline),
+        "sdxl": (pipelines.build_sdxl, StableDiffusionXLPipeline),
+    }[kind]
+    folder = build(tmp_path / "pipe")
+    write_base_spec(tmp_path / "base", kind, pipelines.RESOLUTION, str(folder))
+    model = load_model(tmp_path / "base")
+    prompts = [("p0", "a photo of a cat"), ("p1", "a red car on the street in painting style")]
+    ours = np.stack([im for _, _, _, im in generate(model, prompts, [3], SamplerSettings(4, 5.0, batch_size=8))])
+
+    pipe = pipeline.from_pretrained(folder)
+    latents = torch.stack([initial_noise(pid, 3, model.x0_shape) for pid, _ in prompts])
+
+    def theirs(guidance=5.0, **scheduler):
+        config = {"set_alpha_to_one": False, "clip_sample": False, **scheduler}
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, **config)
+        images = pipe(
+            [p for _, p in prompts],
+            num_inference_steps=4,
+            guidance_scale=guidance,
+            latents=latents.clone(),
+            height=pipelines.RESOLUTION,
+            width=pipelines.RESOLUTION,
+            eta=0.0,
+            output_type="np",
+        ).images
+        return (images * 255).round().astype(np.uint8)
+
+    assert ours.shape == (2, pipelines.RESOLUTION, pipelines.RESOLUTION, 3)
+    assert np.array_equal(ours, theirs())
+    assert not np.array_equal(ours, theirs(guidance=4.0))
+    assert not np.array_equal(ours, theirs(set_alpha_to_one=True))

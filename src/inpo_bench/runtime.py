@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -58,9 +60,70 @@ def versions() -> dict[str, str]:
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
-    """What every output records about how it was made."""
+    """What every output records about how it was made: its fields, the package versions, the code (git commit)
+    and the machine (accelerators, numerics flags, CPU instruction set)."""
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
-    return {**fields, "versions": versions(), "threads": threads}
+    return {**fields, "versions": versions(), "threads": threads, "code": code_version(), "machine": machine()}
+
+
+@cache
+def code_version() -> dict[str, Any]:
+    """The git commit of the checkout this package runs from and whether its tracked files differ from it; outside a
+    checkout (an installed package), the package version alone."""
+    root = Path(__file__).resolve().parents[2]
+    record: dict[str, Any] = {"package": _package_version()}
+    if not (root / ".git").exists():
+        return {**record, "commit": None, "dirty": None}
+    try:
+        commit = _git(root, "rev-parse", "HEAD")
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):  # no git on this machine
+        return {**record, "commit": None, "dirty": None}
+    return {**record, "commit": commit, "dirty": dirty}
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout.strip()
+
+
+def _package_version() -> str | None:
+    try:
+        return metadata.version("inpo-bench")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """The hardware and numerics a job ran with. Torch's part only when this process already imported torch (light
+    stages do not), so recording provenance never costs a torch import."""
+    record: dict[str, Any] = {"platform": platform.platform(), "cpu": _cpu_model()}
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return record
+    record["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the kernels' instruction set (AVX512, ...)
+    record["cuda"] = torch.version.cuda
+    record["gpus"] = []
+    if torch.cuda.is_available():
+        record["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        record["cudnn"] = torch.backends.cudnn.version()
+        record["tf32"] = {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        }
+    return record
+
+
+@cache
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def sha256(path: str | Path) -> str:

@@ -36,6 +36,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
             dtype=dtype,
             model=str(args.model),
             prompts=str(args.prompts),
+            prompt_source=prompt_source(args.prompts),
             resolution=model.resolution,
             clip_sample=bool(model.scheduler.config.get("clip_sample", False)),  # the scheduler's x0 clamp
             images=len(index),
@@ -45,6 +46,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
     )
     write_csv(out / "index.csv", index)  # last: its presence marks a complete sample folder
     print(f"sampled {len(index)} images in {clock.seconds():.1f} s -> {out}")
+
+
+def prompt_source(prompts_csv: str | Path) -> dict | None:
+    """Where a prompt set came from (the prompts rule's JSON beside its CSV): file, origin and SHA-256."""
+    import json
+
+    record = Path(prompts_csv).with_suffix(".json")
+    if not record.is_file():
+        return None
+    found = json.loads(record.read_text())
+    return {k: found[k] for k in ("promptset", "source", "origin", "sha256", "count", "used") if k in found}
 
 
 def register(add: Add) -> None:

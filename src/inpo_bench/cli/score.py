@@ -69,11 +69,20 @@ def cmd_score(args: argparse.Namespace) -> None:
                 dtype=used,
                 images=len(scores),
                 source=str(folder),
+                prompt_source=_sampled_prompts(folder) if args.samples else None,
                 wall_seconds=clock.seconds(),
             ),
         )
         write_csv(out, scores)
         print(f"{name}: {len(scores)} images, mean {scores.score.mean():.4f} in {clock.seconds():.1f} s -> {out}")
+
+
+def _sampled_prompts(folder: Path) -> dict | None:
+    """The prompt source recorded in a sample folder's sample.json (which prompt file, which SHA-256)."""
+    import json
+
+    record = folder / "sample.json"
+    return json.loads(record.read_text()).get("prompt_source") if record.is_file() else None
 
 
 def cmd_subset_scores(args: argparse.Namespace) -> None:

@@ -102,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     import torch
 
+    from ..data.source import data_identity
     from ..methods import Context, get
     from ..models.bundle import load_model, save_derived_model
     from ..runtime import Stopwatch, file_identity, fingerprint, make_accelerator
@@ -166,6 +167,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         mixed_precision=accelerator.mixed_precision,
         gradient_checkpointing=bool(args.gradient_checkpointing),
         pairs=len(data),
+        data_source=data_identity(Path(args.pairs).with_name("prepare.json")),
         wall_seconds=clock.seconds(),
     )
     model.unet.to("cpu", torch.float32)

@@ -18,6 +18,7 @@ the known mirrors (data/pickapic_v2.json), before any download.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -92,8 +93,9 @@ class Source:
         return f"{self.repo}@{self.commit}:{self.split}" if self.kind == "hub" else f"local:{self.split}"
 
     def record(self) -> dict[str, Any]:
-        """What prepare.json says of the source."""
+        """What prepare.json says of the source; `data_sha256` identifies the bytes read, shard by shard in order."""
         known = manifest()["splits"].get(self.split, {})
+        combined = hashlib.sha256("".join(entry["sha256"] for entry in self.read).encode()).hexdigest()
         return {
             "kind": self.kind,
             "repo": self.repo,
@@ -103,6 +105,7 @@ class Source:
             "lock": str(self.lock.path) if self.lock else None,
             "shards_listed": len(self.shards),
             "shards": self.read,
+            "data_sha256": combined,
             "card_rows": known.get("rows"),
         }
 
@@ -209,6 +212,16 @@ def _ask_hub(repo: str, revision: str, commit: str | None, split: str) -> tuple[
 
 def _of_split(path: str, split: str) -> bool:
     return path.startswith(f"data/{split}-") and path.endswith(".parquet")
+
+
+def data_identity(prepare_json: str | Path) -> dict[str, Any] | None:
+    """The training data's source in a few fields (for train.json and the models table), from prepare.json."""
+    path = Path(prepare_json)
+    if not path.is_file():
+        return None
+    source = json.loads(path.read_text()).get("source") or {}
+    keys = ("kind", "repo", "revision", "commit", "split", "shards_listed", "data_sha256")
+    return {key: source.get(key) for key in keys}
 
 
 def hub_error(repo: str | None, revision: str | None, error: Exception, what: str = "read") -> DataError:

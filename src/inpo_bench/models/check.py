@@ -4,7 +4,8 @@ A describe job (`inpo-bench base-model`) must fail fast and name what is wrong, 
 costs its whole size in memory (SDXL in float32: ~14 GB on a CPU node). Here every component is checked from its
 config and the weight files' headers: the config loads, a weight file exists, and the UNet's tensors (names and
 shapes, read from the safetensors header or a memory-mapped .bin) are exactly those its config builds (on the meta
-device, no memory); the UNet's text conditioning must fit the text encoders.
+device, no memory); the UNet's text conditioning must fit the text encoders; the scheduler's config must describe
+the noise schedule and parametrisation the suite's code implements (`check_scheduler`).
 """
 
 from __future__ import annotations
@@ -104,12 +105,46 @@ def check_text_encoder(folder: Path, what: str) -> dict[str, Any]:
     return config
 
 
+# What the suite's diffusion code implements (diffusion.py, sample.py, methods/inversion.py): epsilon prediction,
+# DDIM on the "leading" grid offset by steps_offset, a final step to alpha-bar[0], 1000 training steps (the configs'
+# t ranges and InPO's official 10-step inversion grid assume them), a beta schedule diffusers' DDIMScheduler builds.
+# field -> (accepts(value), what is expected); a field a config leaves out takes diffusers' default.
+SCHEDULER_FIELDS: dict[str, tuple[Any, str]] = {
+    "prediction_type": (lambda v: v in (None, "epsilon"), "epsilon (v-prediction and sample are not implemented)"),
+    "timestep_spacing": (lambda v: v in (None, "leading"), "leading (the DDIM grid of sampling and inversion)"),
+    "set_alpha_to_one": (lambda v: v in (None, False), "false (sampling ends at alpha-bar[0], as SD 1.x / XL)"),
+    "steps_offset": (lambda v: v is None or (isinstance(v, int) and v >= 0), "a non-negative integer (SD: 1)"),
+    "num_train_timesteps": (lambda v: v in (None, 1000), "1000"),
+    "beta_schedule": (
+        lambda v: v in (None, "linear", "scaled_linear", "squaredcos_cap_v2"),
+        "linear, scaled_linear or squaredcos_cap_v2",
+    ),
+    "rescale_betas_zero_snr": (lambda v: not v, "false (a zero terminal SNR breaks epsilon-DDIM at t = 999)"),
+    "thresholding": (lambda v: not v, "false (dynamic thresholding is not implemented)"),
+}
+
+
+def check_scheduler(config: dict[str, Any], where: Path) -> None:
+    """Refuse a scheduler config the code would train or sample wrongly without a word, naming field and value."""
+    wrong = [
+        f"{name} is {config[name]!r}, expected {expected}"
+        for name, (accepts, expected) in SCHEDULER_FIELDS.items()
+        if name in config and not accepts(config[name])
+    ]
+    if wrong:
+        raise ModelError(
+            f"{where}: a scheduler this suite does not implement: " + "; ".join(wrong) + ". The sampler, the losses "
+            "and the inversion assume Stable Diffusion 1.x / XL's epsilon-prediction DDPM schedule."
+        )
+
+
 def check_components(kind: str, components: Path, unet: Path, vae: Path | None) -> dict[str, Any]:
     """Check a Stable Diffusion model's folders (kinds sd / sdxl) and how they fit; returns a summary."""
     for folder in ("tokenizer", "scheduler") + (("tokenizer_2",) if kind == "sdxl" else ()):
         if not (components / folder).is_dir():
             raise ModelError(f"{components}: missing component folder {folder}/")
-    _config(components / "scheduler", "scheduler_config.json", f"{components} scheduler")
+    scheduler = _config(components / "scheduler", "scheduler_config.json", f"{components} scheduler")
+    check_scheduler(scheduler, components / "scheduler" / "scheduler_config.json")
     unet_config = check_unet(unet, f"UNet {unet}")
     text = check_text_encoder(components / "text_encoder", f"text encoder {components / 'text_encoder'}")
     vae_folder = vae or components / "vae"

@@ -1,5 +1,6 @@
 """What each model of a run is: trained here or a released checkpoint (source, load kind, the commit evaluated),
-and the one sampler every model was sampled with (its steps, guidance, seeds and dtype, from sample.json)."""
+how a trained one was made (code commit, machine, precision, training data: from its train.json), and the one
+sampler every model was sampled with (its steps, guidance, seeds and dtype, from sample.json)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 MODEL_COLUMNS = ["model", "origin", "method", "source", "load", "revision", "note"]
+TRAINING_COLUMNS = ["code", "machine", "precision", "data"]
 SAMPLER_KEYS = ["sampler", "eta", "steps", "cfg", "grid", "seeds", "dtype", "resolution"]
 
 
@@ -47,7 +49,33 @@ def model_table(model_files: dict[str, str | Path], labels: dict[str, dict] | No
                     "note": "",
                 }
             )
-    return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+    for row in rows:
+        row.update(training_provenance(Path(model_files[row["model"]]).with_name("train.json")))
+    return pd.DataFrame(rows, columns=MODEL_COLUMNS + TRAINING_COLUMNS)
+
+
+def training_provenance(train_json: Path) -> dict[str, str]:
+    """The code commit (+dirty), machine, precision and data a model was trained with; empty when not trained here."""
+    if not train_json.is_file():
+        return dict.fromkeys(TRAINING_COLUMNS, "")
+    record = json.loads(train_json.read_text())
+    code = record.get("code") or {}
+    commit = (code.get("commit") or "")[:12] or f"package {code.get('package') or '?'}"
+    machine = record.get("machine") or {}
+    gpus = machine.get("gpus") or []
+    where = f"{len(gpus)} x {gpus[0]}" if gpus else f"CPU {machine.get('cpu_capability') or ''}".strip()
+    data = record.get("data_source") or {}
+    if data.get("kind") == "hub":
+        origin = f"{data['repo']}@{(data.get('commit') or '')[:12]} {data.get('split')}"
+    else:
+        origin = data.get("kind") or ""
+    digest = (data.get("data_sha256") or "")[:12]
+    return {
+        "code": commit + ("+dirty" if code.get("dirty") else ""),
+        "machine": where,
+        "precision": record.get("mixed_precision") or "",
+        "data": f"{origin} sha256 {digest}".strip() if digest else origin,
+    }
 
 
 def _location(location: str, model_dir: Path) -> str:
