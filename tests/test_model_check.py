@@ -113,7 +113,7 @@ def test_base_model_command_writes_no_model_json_when_the_check_fails(bases, tmp
 )
 @pytest.mark.parametrize("kind", ["sd", "sdxl"])
 def test_a_scheduler_the_code_does_not_implement_is_refused_by_field(bases, tmp_path, kind, field, value, expected):
-    """An SD 2.x v-prediction base or a trailing-spacing scheduler would otherwise train and sample wrongly, silently."""
+    """An SD 2.x v-prediction base or a trailing-spacing scheduler would train and sample wrongly, silently."""
     base = copy_of(bases, kind, tmp_path)
     path = base / "scheduler" / "scheduler_config.json"
     config = json.loads(path.read_text())
