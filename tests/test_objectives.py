@@ -55,7 +55,8 @@ def test_dpo_shares_t_and_noise_and_starts_at_log2(model, data):
     loss, metrics = objective(**batch)
     # the reference is a copy of the policy, so every logit is 0 and the loss is log 2
     assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
-    assert metrics["implicit_acc"] == 0.0 and metrics["model_mse"] == pytest.approx(metrics["ref_mse"], rel=1e-5)
+    assert metrics["implicit_acc"] == 0.0
+    assert float(metrics["model_mse"]) == pytest.approx(float(metrics["ref_mse"]), rel=1e-5)
     # the loss is Diffusion-DPO's on x_t = add_noise(x0, shared eps, t), recomputed here independently
     with torch.no_grad():
         objective.policy.conv_out.bias.add_(0.05)  # move the policy away from the reference
@@ -235,6 +236,8 @@ def test_every_method_starts_at_its_known_value(trained_model, data, name, preci
     with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
         loss, metrics = objective(**batch)
     assert loss.dtype == torch.float32 and loss.requires_grad and math.isfinite(loss.item())
+    # metrics stay on the device as 0-dim tensors (the trainer syncs once per step); inversion_evals is a host count
+    assert all(torch.is_tensor(v) and v.ndim == 0 for k, v in metrics.items() if k != "inversion_evals"), metrics
     if hasattr(objective, "reference"):  # the two UNets compute the same function: every logit is exactly 0
         assert metrics["model_mse"] == metrics["ref_mse"]
     if name in ("dpo", "inpo", "smpo"):
@@ -434,3 +437,30 @@ def test_every_method_fits_six_pairs(model, data, name, tmp_path):
     assert mean_loss(objective) < before
     if name not in ("inpo", "smpo"):
         assert denoising_margin(model.unet, start, data, model.alphas_cumprod, t_max) < 0
+
+
+def test_pair_metrics_by_hand():
+    from inpo_bench.methods.dpo import pair_metrics
+
+    model = torch.tensor([0.30, 0.50, 0.40, 0.60], dtype=torch.float64)  # winners 0.30, 0.50; losers 0.40, 0.60
+    ref = torch.tensor([0.40, 0.52, 0.45, 0.58], dtype=torch.float64)
+    inside = torch.tensor([0.7, -0.2], dtype=torch.float64)
+    got = {k: float(v) for k, v in pair_metrics(model, ref, inside).items()}
+    assert got["winner_mse_gap"] == pytest.approx((-0.10 - 0.02) / 2)
+    assert got["loser_mse_gap"] == pytest.approx((-0.05 + 0.02) / 2)
+    assert got["reward_margin"] == pytest.approx(0.25) and got["implicit_acc"] == 0.5
+    assert got["model_mse"] == pytest.approx(0.45) and got["ref_mse"] == pytest.approx(0.4875)
+
+
+def test_a_dpo_log_carries_each_sides_gap_and_their_margin(model, data, tmp_path):
+    """In a DPO run's train_log the margin is -0.5 beta (winner gap - loser gap), step by step (linear in the
+    per-pair logits, so exact for a constant beta), and both gaps leave 0 once the policy has moved."""
+    from inpo_bench.train import TrainSettings, train
+
+    objective = build_method("dpo", model, data, batch_size=2, beta=500.0)
+    settings = TrainSettings(steps=3, lr=1e-3, examples_per_step=4, seed=1)
+    log, _ = train(objective, settings, tmp_path / "scratch")
+    expected = -0.5 * 500.0 * (log.winner_mse_gap - log.loser_mse_gap)
+    assert np.allclose(log.reward_margin, expected, rtol=1e-6, atol=1e-9)
+    assert (log.winner_mse_gap.iloc[0], log.loser_mse_gap.iloc[0]) == (0.0, 0.0)  # step 1: policy == reference
+    assert (log.winner_mse_gap.iloc[1:] != 0).all() and (log.loser_mse_gap.iloc[1:] != 0).all()

@@ -61,13 +61,23 @@ def test_training_is_deterministic_and_learns(tmp_path, world):
         "implicit_acc",
         "model_mse",
         "ref_mse",
+        "winner_mse_gap",
+        "loser_mse_gap",
+        "reward_margin",
         "lr",
+        "grad_norm",
         "seconds",
+        "examples_per_second",
+        "examples_per_second_per_device",
         "unet_forwards",
         "skipped",
         "loss_scale",
     ]
     assert log_a["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert (log_a.grad_norm > 0).all() and log_a.reward_margin.isna().all()  # pretraining has no pairs
+    step_seconds = log_a.seconds.diff().fillna(log_a.seconds.iloc[0])
+    assert np.allclose(log_a.examples_per_second, 8 / step_seconds, rtol=0.05)  # 8 per step; seconds to 1 ms
+    assert log_a.examples_per_second_per_device.equals(log_a.examples_per_second)  # one process
     # linear warmup over 2 steps then constant: lr used at steps 1..3 is 0, 5e-4, 1e-3
     assert np.allclose(log_a["lr"].tolist()[:3], [0.0, 5e-4, 1e-3])
     assert not torch.equal(weights(a)["unet.conv_in.weight"], weights(make_objective(world))["unet.conv_in.weight"])

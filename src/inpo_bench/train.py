@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,14 @@ LOG_COLUMNS = [
     "implicit_acc",
     "model_mse",
     "ref_mse",
+    "winner_mse_gap",  # pair methods: mean policy-minus-reference MSE on the winners
+    "loser_mse_gap",  # ... and on the losers
+    "reward_margin",  # the mean logit -0.5 beta (winner gap - loser gap), TRL's rewards/margins
     "lr",
+    "grad_norm",  # the total gradient norm before clipping (NaN: no clipping)
     "seconds",
+    "examples_per_second",
+    "examples_per_second_per_device",
     "unet_forwards",
     "skipped",
     "loss_scale",
@@ -182,6 +188,16 @@ def micro_batches(
     return iter(loader)
 
 
+@dataclass
+class _Run:
+    """What one training run carries from step to step (restored whole from a checkpoint)."""
+
+    start: int = 0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+    state: dict[str, Any] | None = None  # the checkpoint resumed from, for the loss scaler's state
+
+
 def train(
     objective: nn.Module,
     settings: TrainSettings,
@@ -212,9 +228,82 @@ def train(
     scheduler = get_scheduler(
         settings.lr_schedule, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=settings.steps
     )
-
     average = WeightAverage(trainable, settings.ema_decay) if settings.ema_decay is not None else None
-    start, rows, evals = 0, [], []
+    run = _resume(scratch, fingerprint, accelerator, trainable, optimizer, scheduler, average)
+
+    def measure(step: int) -> None:
+        if evaluate is not None and accelerator.is_main_process:
+            with average.applied() if average is not None else nullcontext():
+                run.evals.append(evaluate(step))
+        accelerator.wait_for_everyone()
+
+    if run.start == 0:
+        measure(0)
+    wrapped, optimizer = accelerator.prepare(objective, optimizer)
+    scaler = accelerator.scaler  # a GradScaler under fp16 on CUDA, else None
+    if scaler is not None and run.state is not None and run.state.get("scaler"):
+        scaler.load_state_dict(run.state["scaler"])
+    accelerator.print(
+        f"{layout.per_step} examples per step = {layout.batch_size} per micro-batch x {layout.grad_accum} "
+        f"accumulated x {layout.processes} process(es)"
+    )
+    elapsed = run.rows[-1]["seconds"] if run.rows else 0.0
+    forwards = UNetForwards(training_unets(objective))
+    forwards.count = int(run.rows[-1].get("unet_forwards", 0)) if run.rows else 0
+    nonfinite = 0
+    batches = micro_batches(
+        objective.source, settings.seed, layout, accelerator.process_index, run.start, settings.steps
+    )
+    loop_start = time.perf_counter()
+    for step in range(run.start, settings.steps):
+        t0 = time.perf_counter()
+        lr = scheduler.get_last_lr()[0]
+        values = _accumulate(wrapped, objective, batches, layout, settings, accelerator, forwards)
+        if settings.grad_clip > 0:
+            values["grad_norm"] = accelerator.clip_grad_norm_(params, settings.grad_clip)
+        values = _reduce(values, accelerator)  # the step's one collective and its one host synchronisation
+        forwards.count += round(values.pop("unet_forwards"))
+        nonfinite = _check_finite(values, scaler, step, nonfinite)
+        optimizer.step()
+        skipped = scaler is not None and accelerator.optimizer_step_was_skipped
+        if not skipped:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if average is not None:  # after every optimiser step, as diffusers' scripts call EMAModel.step
+            average.update()
+        scale = _loss_scale(scaler, step)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        run.rows.append(_log_row(step, values, lr, elapsed, seconds, forwards.count, skipped, scale, layout))
+        _report(accelerator, run.rows, settings.steps, step, run.start, loop_start, skipped, scale)
+        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == settings.steps):
+            measure(step + 1)
+        due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0
+        if due and step + 1 < settings.steps:
+            _save_checkpoint(
+                fingerprint, scratch, step + 1, trainable, optimizer, scheduler, scaler, run.rows, run.evals,
+                accelerator, settings.keep_checkpoints, average,
+            )  # fmt: skip
+    forwards.close()
+    if average is not None:
+        average.copy_to_model()
+    for module in trainable.values():
+        module.eval()
+    extra = sorted({k for row in run.rows for k in row} - set(LOG_COLUMNS))  # method-specific, e.g. inversion_evals
+    return pd.DataFrame(run.rows, columns=LOG_COLUMNS + extra), pd.DataFrame(run.evals)
+
+
+def _resume(
+    scratch: Path,
+    fingerprint: str,
+    accelerator: Accelerator,
+    trainable: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    average: WeightAverage | None,
+) -> _Run:
+    """The newest checkpoint of this fingerprint loaded into the modules, optimiser, schedule and EMA (its step,
+    logs and evaluations returned), or a fresh run; checkpoints of other settings are removed."""
     existing = _checkpoints(scratch)
     if existing and _fingerprint(existing[-1]) != fingerprint:
         accelerator.print(f"ignoring checkpoints in {scratch}: written for other settings, inputs or processes")
@@ -224,139 +313,141 @@ def train(
                 shutil.rmtree(old)
         accelerator.wait_for_everyone()
         existing = []
-    state = None
-    if existing:
-        state = torch.load(existing[-1] / "state.pt", map_location="cpu", weights_only=True)
-        for name, module in trainable.items():
-            module.load_state_dict(state["modules"][name], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if average is not None:
-            average.load_state_dict(state["ema"])
-        start, rows, evals = state["step"], state["log"], state["evals"]
-        accelerator.print(f"resumed from {existing[-1]} at step {start}")
-
-    def measure(step: int) -> None:
-        if evaluate is not None and accelerator.is_main_process:
-            with average.applied() if average is not None else nullcontext():
-                evals.append(evaluate(step))
-        accelerator.wait_for_everyone()
-
-    if start == 0:
-        measure(0)
-    wrapped, optimizer = accelerator.prepare(objective, optimizer)
-    scaler = accelerator.scaler  # a GradScaler under fp16 on CUDA, else None
-    if scaler is not None and state is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    accelerator.print(
-        f"{layout.per_step} examples per step = {layout.batch_size} per micro-batch x {layout.grad_accum} "
-        f"accumulated x {layout.processes} process(es)"
-    )
-    elapsed = rows[-1]["seconds"] if rows else 0.0
-    forwards = UNetForwards(training_unets(objective))
-    forwards.count = int(rows[-1].get("unet_forwards", 0)) if rows else 0
-    nonfinite = 0
-    batches = micro_batches(objective.source, settings.seed, layout, accelerator.process_index, start, settings.steps)
-    loop_start = time.perf_counter()
-    for step in range(start, settings.steps):
-        t0 = time.perf_counter()
-        metrics: dict[str, float] = {}
-        total = 0.0
-        forwards.active, counted = True, forwards.count
-        for micro in range(layout.grad_accum):
-            positions, indices, fetched = next(batches)
-            drawn = objective.draw(fetched, example_generators(settings.seed, positions), indices)
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in drawn.items()}
-            sync = micro == layout.grad_accum - 1
-            with accelerator.no_sync(wrapped) if not sync else nullcontext():
-                with accelerator.autocast():
-                    loss, extra = wrapped(**batch)
-                accelerator.backward(loss / layout.grad_accum)
-            total += float(loss.detach()) / layout.grad_accum
-            for k, v in extra.items():
-                metrics[k] = metrics.get(k, 0.0) + v / layout.grad_accum
-        forwards.active = False
-        step_forwards = _sum_over_processes(accelerator, forwards.count - counted)
-        forwards.count = counted + step_forwards
-        grad_norm = accelerator.clip_grad_norm_(params, settings.grad_clip) if settings.grad_clip > 0 else None
-        total = _mean_over_processes(accelerator, total)
-        finite_grads = grad_norm is None or bool(torch.isfinite(torch.as_tensor(grad_norm)))
-        if scaler is None and not (math.isfinite(total) and finite_grads):
-            raise TrainingDivergedError(
-                f"step {step + 1}: loss {total} / grad norm {grad_norm} is not finite; lower the learning rate "
-                "or beta. No model was written."
-            )
-        nonfinite = 0 if math.isfinite(total) else nonfinite + 1
-        if nonfinite >= MAX_NONFINITE_STEPS:
-            raise TrainingDivergedError(
-                f"step {step + 1}: the loss has not been finite for {nonfinite} steps in a row (fp16 loss scaling "
-                "cannot help a forward pass that overflows); lower the learning rate or beta, or train in bf16. "
-                "No model was written."
-            )
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        skipped = scaler is not None and accelerator.optimizer_step_was_skipped
-        if not skipped:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if average is not None:  # after every optimiser step, as diffusers' scripts call EMAModel.step
-            average.update()
-        scale = float(scaler.get_scale()) if scaler is not None else math.nan
-        if scaler is not None and scale < MIN_LOSS_SCALE:
-            raise TrainingDivergedError(
-                f"step {step + 1}: the fp16 loss scale fell to {scale:g}: the gradients overflow float16 at any "
-                "scale; lower the learning rate or train in bf16. No model was written."
-            )
-        elapsed += time.perf_counter() - t0
-        row = {
-            "step": step + 1,
-            "loss": total,
-            "implicit_acc": math.nan,
-            "model_mse": math.nan,
-            "ref_mse": math.nan,
-            "lr": lr,
-            "seconds": round(elapsed, 3),
-            "unet_forwards": forwards.count,
-            "skipped": int(skipped),
-            "loss_scale": scale,
-        }
-        row.update({k: _mean_over_processes(accelerator, v) for k, v in metrics.items()})
-        rows.append(row)
-        if skipped:
-            accelerator.print(f"step {step + 1}: gradients overflowed fp16, step skipped (loss scale now {scale:g})")
-        if (step + 1) % max(1, settings.steps // 20) == 0 or step + 1 == settings.steps:
-            skips = sum(r.get("skipped", 0) for r in rows)
-            accelerator.print(
-                f"step {step + 1}/{settings.steps} loss {total:.4f} lr {lr:.3g} {elapsed:.0f} s, "
-                + eta(step + 1 - start, settings.steps - step - 1, time.perf_counter() - loop_start)
-                + (f", {skips} skipped" if skips else ""),
-                flush=True,
-            )
-        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == settings.steps):
-            measure(step + 1)
-        due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0
-        if due and step + 1 < settings.steps:
-            _save_checkpoint(
-                fingerprint,
-                scratch,
-                step + 1,
-                trainable,
-                optimizer,
-                scheduler,
-                scaler,
-                rows,
-                evals,
-                accelerator,
-                settings.keep_checkpoints,
-                average,
-            )
-    forwards.close()
+    if not existing:
+        return _Run()
+    state = torch.load(existing[-1] / "state.pt", map_location="cpu", weights_only=True)
+    for name, module in trainable.items():
+        module.load_state_dict(state["modules"][name], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
     if average is not None:
-        average.copy_to_model()
-    for module in trainable.values():
-        module.eval()
-    extra = sorted({k for row in rows for k in row} - set(LOG_COLUMNS))  # method-specific, e.g. inversion_evals
-    return pd.DataFrame(rows, columns=LOG_COLUMNS + extra), pd.DataFrame(evals)
+        average.load_state_dict(state["ema"])
+    accelerator.print(f"resumed from {existing[-1]} at step {state['step']}")
+    return _Run(state["step"], state["log"], state["evals"], state)
+
+
+def _accumulate(
+    wrapped: nn.Module,
+    objective: nn.Module,
+    batches: Iterator[tuple[np.ndarray, np.ndarray, Any]],
+    layout: Layout,
+    settings: TrainSettings,
+    accelerator: Accelerator,
+    forwards: UNetForwards,
+) -> dict[str, Any]:
+    """Forward and backward every micro-batch of one optimiser step; the step's loss and metrics (their mean over
+    the micro-batches) as tensors left on the device, and the UNet passes it cost."""
+    values: dict[str, Any] = {"loss": 0.0}
+    forwards.active, counted = True, forwards.count
+    for micro in range(layout.grad_accum):
+        positions, indices, fetched = next(batches)
+        drawn = objective.draw(fetched, example_generators(settings.seed, positions), indices)
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in drawn.items()}
+        sync = micro == layout.grad_accum - 1
+        with accelerator.no_sync(wrapped) if not sync else nullcontext():
+            with accelerator.autocast():
+                loss, extra = wrapped(**batch)
+            accelerator.backward(loss / layout.grad_accum)
+        for key, value in {"loss": loss, **extra}.items():
+            value = value.detach().double() if torch.is_tensor(value) else float(value)
+            values[key] = values.get(key, 0.0) + value / layout.grad_accum
+    forwards.active = False
+    values["unet_forwards"] = forwards.count - counted
+    forwards.count = counted  # the sum over processes is added after the step's reduction
+    return values
+
+
+def _reduce(values: dict[str, Any], accelerator: Accelerator) -> dict[str, float]:
+    """Every metric of a step as one float64 vector: averaged over the processes in one collective (the UNet
+    passes summed) and moved to the host once."""
+    keys = list(values)
+    device = accelerator.device
+    vector = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=device).reshape(()) for k in keys])
+    if accelerator.num_processes > 1:
+        vector = accelerator.reduce(vector, reduction="mean")
+    result = dict(zip(keys, vector.tolist()))
+    result["unet_forwards"] *= accelerator.num_processes  # a sum over the processes, not a mean
+    return result
+
+
+def _check_finite(values: dict[str, float], scaler: Any, step: int, nonfinite: int) -> int:
+    """Raise when training has diverged; the count of consecutive steps whose loss was not finite."""
+    loss, grad_norm = values["loss"], values.get("grad_norm")  # no grad norm: clipping is off
+    finite_grads = grad_norm is None or math.isfinite(grad_norm)
+    if scaler is None and not (math.isfinite(loss) and finite_grads):
+        raise TrainingDivergedError(
+            f"step {step + 1}: loss {loss} / grad norm {grad_norm} is not finite; lower the learning rate "
+            "or beta. No model was written."
+        )
+    nonfinite = 0 if math.isfinite(loss) else nonfinite + 1
+    if nonfinite >= MAX_NONFINITE_STEPS:
+        raise TrainingDivergedError(
+            f"step {step + 1}: the loss has not been finite for {nonfinite} steps in a row (fp16 loss scaling "
+            "cannot help a forward pass that overflows); lower the learning rate or beta, or train in bf16. "
+            "No model was written."
+        )
+    return nonfinite
+
+
+def _loss_scale(scaler: Any, step: int) -> float:
+    scale = float(scaler.get_scale()) if scaler is not None else math.nan
+    if scaler is not None and scale < MIN_LOSS_SCALE:
+        raise TrainingDivergedError(
+            f"step {step + 1}: the fp16 loss scale fell to {scale:g}: the gradients overflow float16 at any "
+            "scale; lower the learning rate or train in bf16. No model was written."
+        )
+    return scale
+
+
+def _log_row(
+    step: int,
+    values: dict[str, float],
+    lr: float,
+    elapsed: float,
+    seconds: float,
+    forwards: int,
+    skipped: bool,
+    scale: float,
+    layout: Layout,
+) -> dict[str, float]:
+    """One train_log.csv row: the fixed columns (NaN where the method has no such metric), then its own."""
+    per_second = layout.per_step / max(seconds, 1e-9)
+    row = dict.fromkeys(LOG_COLUMNS, math.nan)
+    row.update(
+        step=step + 1,
+        lr=lr,
+        seconds=round(elapsed, 3),
+        unet_forwards=forwards,
+        skipped=int(skipped),
+        loss_scale=scale,
+        examples_per_second=per_second,
+        examples_per_second_per_device=per_second / layout.processes,
+    )
+    row.update(values)
+    return row
+
+
+def _report(
+    accelerator: Accelerator,
+    rows: list[dict[str, float]],
+    steps: int,
+    step: int,
+    start: int,
+    loop_start: float,
+    skipped: bool,
+    scale: float,
+) -> None:
+    """The job log's progress lines: about twenty per run, and every skipped fp16 step."""
+    if skipped:
+        accelerator.print(f"step {step + 1}: gradients overflowed fp16, step skipped (loss scale now {scale:g})")
+    if (step + 1) % max(1, steps // 20) == 0 or step + 1 == steps:
+        row, skips = rows[-1], sum(r.get("skipped", 0) for r in rows)
+        accelerator.print(
+            f"step {step + 1}/{steps} loss {row['loss']:.4f} lr {row['lr']:.3g} {row['seconds']:.0f} s, "
+            + eta(step + 1 - start, steps - step - 1, time.perf_counter() - loop_start)
+            + (f", {skips} skipped" if skips else ""),
+            flush=True,
+        )
 
 
 def _save_checkpoint(
@@ -407,17 +498,3 @@ def clear_checkpoints(scratch_dir: str | Path) -> None:
     """Remove a finished run's checkpoints (they hold optimiser state: gigabytes at paper scale)."""
     for path in _checkpoints(Path(scratch_dir)):
         shutil.rmtree(path)
-
-
-def _mean_over_processes(accelerator: Accelerator, value: float) -> float:
-    if accelerator.num_processes == 1:
-        return value
-    tensor = torch.tensor([value], device=accelerator.device, dtype=torch.float64)
-    return float(accelerator.reduce(tensor, reduction="mean"))
-
-
-def _sum_over_processes(accelerator: Accelerator, value: int) -> int:
-    if accelerator.num_processes == 1:
-        return value
-    tensor = torch.tensor([value], device=accelerator.device, dtype=torch.int64)
-    return int(accelerator.reduce(tensor, reduction="sum"))

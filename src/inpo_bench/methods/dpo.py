@@ -67,7 +67,7 @@ class DPO(PairObjective):
 
     def latents(
         self, x0: torch.Tensor, context2: torch.Tensor, t2: torch.Tensor, noise: torch.Tensor, **_: Any
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         """(x_t, regression target, extra metrics) of the (winners then losers) batch."""
         target = torch.cat([noise, noise])
         return add_noise(x0, target, self.abar[t2]), target, {}
@@ -83,7 +83,7 @@ class DPO(PairObjective):
         model_mse: torch.Tensor,
         ref_mse: torch.Tensor,
         beta: float | torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         """(loss, per-pair logits, extra metrics)."""
         b = len(pred) // 2
         model_l, extra = self.safeguarded_loser(pred, target, model_mse)
@@ -92,28 +92,38 @@ class DPO(PairObjective):
 
     def safeguarded_loser(
         self, pred: torch.Tensor, target: torch.Tensor, model_mse: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """The losers' MSEs, with SDPO's rescaled gradient when the safeguard is on."""
         b = len(pred) // 2
         if self.safeguard_mu is None:
             return model_mse[b:], {}
         scale = sdpo_loser_scale(pred[:b], pred[b:], target[:b], target[b:], self.safeguard_mu)
-        return scale_gradient(model_mse[b:], scale), {"loser_scale": float(scale)}
+        return scale_gradient(model_mse[b:], scale), {"loser_scale": scale}
 
     def forward(
         self, x0_w: torch.Tensor, x0_l: torch.Tensor, context: torch.Tensor, t: torch.Tensor, **batch: Any
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         x0, context2, t2 = torch.cat([x0_w, x0_l]), torch.cat([context, context]), torch.cat([t, t])
         x_t, target, extra = self.latents(x0, context2, t2, **batch)
         pred, ref, model_mse, ref_mse = pair_mse(self, x_t, t2, context2, target)
         loss, inside, more = self.loss(pred, ref, target, model_mse, ref_mse, self.pair_beta(batch))
-        return loss, {
-            "implicit_acc": implicit_accuracy(inside),
-            "model_mse": float(model_mse.detach().mean()),
-            "ref_mse": float(ref_mse.mean()),
-            **extra,
-            **more,
-        }
+        return loss, {**pair_metrics(model_mse, ref_mse, inside), **extra, **more}
+
+
+def pair_metrics(model_mse: torch.Tensor, ref_mse: torch.Tensor, inside: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a pair method logs per micro-batch, as 0-dim tensors: the implicit accuracy, both UNets' mean MSE, each
+    side's policy-minus-reference MSE gap (negative: the policy fits that side better than the reference does)
+    and the mean logit `inside` (TRL's rewards/margins: -0.5 beta (winner gap - loser gap) per pair)."""
+    b = len(model_mse) // 2
+    gap = (model_mse - ref_mse).detach()
+    return {
+        "implicit_acc": implicit_accuracy(inside),
+        "model_mse": model_mse.detach().mean(),
+        "ref_mse": ref_mse.mean(),
+        "winner_mse_gap": gap[:b].mean(),
+        "loser_mse_gap": gap[b:].mean(),
+        "reward_margin": inside.detach().mean(),
+    }
 
 
 def build(ctx: Context) -> DPO:

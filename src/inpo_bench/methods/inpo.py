@@ -105,7 +105,7 @@ class InPO(DPO):
         t2: torch.Tensor,
         eta_noise: torch.Tensor | None = None,
         **_: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         with torch.no_grad():
             x_t, evaluations = invert(
                 self.inversion_eps(context2), x0, t2, self.abar, self.inversion, eta_noise, self.timestep_offset

@@ -77,7 +77,7 @@ class KTO(PairObjective):
 
     def forward(
         self, x0: torch.Tensor, desirable: torch.Tensor, context: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         x_t = add_noise(x0, noise, self.abar[t])
         pred = self.eps_fn(self.policy, x_t, t, context)
         with torch.no_grad():
@@ -88,11 +88,11 @@ class KTO(PairObjective):
         improved = (ref_mse - model_mse).detach() > 0
         return losses.mean(), {
             # the share of images the policy moved the right way: lower error on desirable, higher on undesirable
-            "implicit_acc": float((improved == desirable).float().mean()),
-            "model_mse": float(model_mse.detach().mean()),
-            "ref_mse": float(ref_mse.mean()),
-            "kl_point": float(z),
-            "desirable_share": float(desirable.float().mean()),
+            "implicit_acc": (improved == desirable).float().mean(),
+            "model_mse": model_mse.detach().mean(),
+            "ref_mse": ref_mse.mean(),
+            "kl_point": z,
+            "desirable_share": desirable.float().mean(),
         }
 
 

@@ -36,9 +36,10 @@ def preference_logits(
     return -0.5 * beta * ((model_w - model_l) - (ref_w - ref_l))
 
 
-def implicit_accuracy(inside: torch.Tensor) -> float:
-    """Share of pairs the policy ranks right relative to the reference (inside > 0), as the official code logs it."""
-    return float((inside > 0).float().mean())
+def implicit_accuracy(inside: torch.Tensor) -> torch.Tensor:
+    """Share of pairs the policy ranks right relative to the reference (inside > 0), as the official code logs it;
+    a 0-dim tensor on inside's device (the trainer moves metrics to the host once per optimiser step)."""
+    return (inside.detach() > 0).float().mean()
 
 
 def sdpo_loser_scale(

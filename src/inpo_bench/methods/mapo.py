@@ -48,16 +48,16 @@ class MaPO(PairObjective):
 
     def forward(
         self, x0_w: torch.Tensor, x0_l: torch.Tensor, context: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         b = len(x0_w)
         t2, context2, target = torch.cat([t, t]), torch.cat([context, context]), torch.cat([noise, noise])
         x_t = add_noise(torch.cat([x0_w, x0_l]), target, self.abar[t2])
         model_mse = per_sample_mse(self.eps_fn(self.policy, x_t, t2, context2), target)
         loss, log_odds = mapo_loss(model_mse[:b], model_mse[b:], self.beta, self.snr_value, len(self.abar))
         return loss, {
-            "implicit_acc": float((log_odds > 0).float().mean()),  # the winner's error below the loser's
-            "model_mse": float(model_mse.detach().mean()),
-            "margin": float(log_odds.detach().mean()),
+            "implicit_acc": (log_odds.detach() > 0).float().mean(),  # the winner's error below the loser's
+            "model_mse": model_mse.detach().mean(),
+            "margin": log_odds.detach().mean(),
         }
 
 

@@ -97,12 +97,12 @@ class Pretrain(nn.Module):
 
     def forward(
         self, x0: torch.Tensor, tokens: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         context = self.text_encoder(tokens).last_hidden_state
         x_t = add_noise(x0, noise, self.abar[t])
         eps = self.unet(x_t, t, encoder_hidden_states=context).sample
         loss = epsilon_loss(eps, noise)
-        return loss, {"model_mse": float(per_sample_mse(eps.detach(), noise).mean())}
+        return loss, {"model_mse": per_sample_mse(eps.detach(), noise).mean()}
 
 
 # the layers autocast runs in half precision on CPU and CUDA alike: their weights are cast to the autocast dtype

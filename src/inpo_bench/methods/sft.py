@@ -27,10 +27,10 @@ class SFT(PairObjective):
 
     def forward(
         self, x0: torch.Tensor, context: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         eps = self.eps_fn(self.policy, add_noise(x0, noise, self.abar[t]), t, context)
         loss = epsilon_loss(eps, noise)
-        return loss, {"model_mse": float(loss.detach())}
+        return loss, {"model_mse": loss.detach()}
 
 
 def build(ctx: Context) -> SFT:
