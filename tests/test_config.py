@@ -152,3 +152,32 @@ def test_the_noisy_pixels_overlay_restores_the_default_world_before_the_change()
     default = load_config(REPO / "config" / "config.yaml")
     assert default["pretrain"]["nuisance"]["noisy"] == 0.0
     assert noisy["run"] not in (default["run"], "toy_small")  # never overwrites another run's results
+
+
+@pytest.mark.parametrize(
+    ("progress", "message"),
+    [
+        ({"scorer": None}, "progress_eval.scorer: sft, dpo, inpo, kto measure progress every eval_every steps"),
+        ({"scorer": "oracle_reward"}, "progress_eval.scorer: 'oracle_reward' is not a paper-scale scorer"),
+        ({"scorer": "toy_reward"}, "progress_eval.scorer: 'toy_reward' is not a paper-scale scorer"),
+        ({"promptset": "toy_seen"}, "progress_eval.promptset: 'toy_seen' is not a real prompt set"),
+    ],
+)
+def test_paper_scale_progress_needs_a_real_scorer_and_prompt_set(progress, message):
+    config = load_config(REPO / "config" / "config.yaml", REPO / "config" / "sd15.yaml")
+    config["progress_eval"].update(progress)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+    for method in config["methods"]:  # no measurements asked for: no scorer needed
+        config[method]["eval_every"] = 0
+    if progress == {"scorer": None}:
+        validate_config(config)
+
+
+def test_the_toy_training_spec_keeps_its_progress_eval_as_before_the_paper_keys(default_config):
+    """The paper-scale keys of progress_eval (promptset, scorer) are not part of a toy model's spec: adding them
+    must not retrain the toy world's models."""
+    from inpo_bench.config import training_spec
+
+    spec = training_spec(default_config, default_config["dpo"])
+    assert spec["progress_eval"] == {"prompts": 32, "seed": 1000, "steps": 20, "guidance": 4.0}

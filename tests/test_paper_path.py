@@ -47,8 +47,19 @@ def test_smoke_config_runs_the_paper_dag_end_to_end(smoke_run):
         UNet2DConditionModel.from_pretrained(folder / "unet")  # the diffusers layout, loadable on its own
         record = json.loads((folder / "train.json").read_text())
         assert record["config"]["steps"] == 2 and record["training"]["mixed_precision"] == "fp16"
-        assert not (folder / "eval_log.csv").exists()  # no oracle outside the toy world
+        # watched as it trains: progress_eval's scorer on its prompts at steps 0, 1, 2 (eval_every 1)
+        evals = pd.read_csv(folder / "eval_log.csv")
+        assert evals.step.tolist() == [0, 1, 2] and set(evals.scorer) == {"pickscore"} and (evals.images == 2).all()
+        assert np.isfinite(evals.score).all() and record["progress_eval"]["prompts"] == ["anime-000", "photo-799"]
+        log = pd.read_csv(folder / "train_log.csv")
+        assert {"winner_mse_gap", "loser_mse_gap", "reward_margin", "examples_per_second", "grad_norm"} <= set(log)
+        assert (log.examples_per_second > 0).all() and (log.unet_forwards.diff().dropna() > 0).all()
     assert json.loads((out / "models" / "inpo" / "train.json").read_text())["init"].endswith("models/sft")
+    curves = pd.read_csv(out / "tables" / "training_curves.csv")
+    assert set(curves.model) == {"sft", "dpo", "inpo"} and len(curves) == 9
+    assert (out / "figures" / "training_curves.png").is_file()
+    base_score = curves[(curves.model == "dpo") & (curves.step == 0)].score.item()
+    assert curves[(curves.model == "sft") & (curves.step == 0)].score.item() == base_score  # both start at the base
     # provenance: the code, the machine and the data every trained model, sample and score came from
     record = json.loads((out / "models" / "dpo" / "train.json").read_text())
     assert len(record["code"]["commit"] or "x" * 40) == 40 and record["machine"]["cpu_capability"]

@@ -92,8 +92,16 @@ def training_spec(config: dict[str, Any], method_config: dict[str, Any]) -> dict
         "device": config["device"],
     }
     if config["base"]["kind"] == "toy":  # the oracle's progress measurements are part of the toy outputs
-        spec["progress_eval"] = config["progress_eval"]
+        spec["progress_eval"] = toy_progress_eval(config)
     return spec
+
+
+TOY_PROGRESS_KEYS = ("prompts", "seed", "steps", "guidance")
+
+
+def toy_progress_eval(config: dict[str, Any]) -> dict[str, Any]:
+    """The toy world's progress_eval (its oracle measurements shape the toy outputs; the paper-scale keys do not)."""
+    return {k: config["progress_eval"][k] for k in TOY_PROGRESS_KEYS}
 
 
 def _describe(error: ValidationError) -> str:
@@ -226,12 +234,40 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
                 f"config key {method}.pairs_per_step: {cfg['pairs_per_step']} is not a multiple of "
                 f"{method}.batch_size {cfg['batch_size']} x gpus.train {processes} = {per_micro}"
             )
+    problems += _progress_problems(config, toy)
     if config["sft"]["init"] != "base":
         problems.append("config key sft.init: SFT starts from the base model")
     try:
         World.from_config(config["world"], config["seed"])
     except ValueError as error:
         problems.append(f"config key world: {error}")
+    return problems
+
+
+def _progress_problems(config: dict[str, Any], toy: bool) -> list[str]:
+    """Paper scale measures progress with a model scorer on a real prompt set; a trained method that asks for
+    measurements (eval_every > 0) needs both."""
+    from .data.prompts import REAL_SETS
+    from .scorers import MODEL_SCORERS, TOY_MODEL_SCORERS
+
+    progress, problems = config["progress_eval"], []
+    if toy:
+        return problems
+    scorer, promptset = progress.get("scorer"), progress.get("promptset")
+    if scorer is not None and (scorer not in MODEL_SCORERS or scorer in TOY_MODEL_SCORERS):
+        known = sorted(s for s in MODEL_SCORERS if s not in TOY_MODEL_SCORERS)
+        problems.append(f"config key progress_eval.scorer: {scorer!r} is not a paper-scale scorer; known: {known}")
+    if scorer is not None and promptset not in REAL_SETS:
+        problems.append(
+            f"config key progress_eval.promptset: {promptset!r} is not a real prompt set; known: {sorted(REAL_SETS)}"
+        )
+    asking = [m for m in config["methods"] if config[m]["eval_every"] > 0]
+    if asking and scorer is None:
+        problems.append(
+            f"config key progress_eval.scorer: {', '.join(asking)} measure progress every eval_every steps, which at "
+            "paper scale needs a scorer and a prompt set (e.g. scorer: pickscore, promptset: parti); or set their "
+            "eval_every to 0"
+        )
     return problems
 
 

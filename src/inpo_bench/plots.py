@@ -52,13 +52,18 @@ def win_rate_bars(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def training_curves(curves: pd.DataFrame, path: str | Path) -> None:
-    """True (oracle) reward and implicit accuracy against optimiser steps, one line per model."""
+    """The progress measurement (the toy world's true reward, or paper scale's scorer, with its standard error) and
+    the implicit accuracy against optimiser steps, one line per model."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    scored = "score" in curves.columns
     for model, block in curves.groupby("model", sort=False):
         block = block.sort_values("step")
-        top.plot(block.step, block.reward, marker="o", markersize=3, label=model)
+        if scored:
+            top.errorbar(block.step, block.score, yerr=block.score_se, marker="o", markersize=3, capsize=2, label=model)
+        else:
+            top.plot(block.step, block.reward, marker="o", markersize=3, label=model)
         bottom.plot(block.step, block.implicit_acc, marker="o", markersize=3, label=model)
-    top.set_ylabel("oracle reward")
+    top.set_ylabel(f"{curves.scorer.iloc[0]} (mean)" if scored and len(curves) else "oracle reward")
     top.set_title("measured during training on the progress prompts (one seed)", fontsize=9)
     bottom.set_ylabel("implicit accuracy")
     bottom.set_xlabel("optimiser step")

@@ -1,3 +1,4 @@
+import base64
 import json
 import os
 import re
@@ -13,7 +14,12 @@ shell.prefix(
     "export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
-from inpo_bench.config import ConfigError, training_spec, validate_config
+from inpo_bench.config import (
+    ConfigError,
+    toy_progress_eval,
+    training_spec,
+    validate_config,
+)
 from inpo_bench.data.prompts import REAL_SETS as REAL_PROMPTSETS
 from inpo_bench.data.prompts import derived_promptsets
 from inpo_bench.methods import get as get_method
@@ -36,6 +42,8 @@ except ConfigError as error:
 
 OUT = f"results/{config['run']}"
 TOY = config["base"]["kind"] == "toy"
+# paper scale: training jobs measure their model with progress_eval's scorer (eval_log.csv, training curves)
+WATCH = not TOY and bool(config["progress_eval"].get("scorer"))
 BASE_MODEL = f"{OUT}/models/base/model.json"
 PAPER_TABLE = os.path.join(REPO, "results", "paper", "inpo_cvpr2025_winrates.csv")
 INDEPENDENT_TABLE = os.path.join(REPO, "results", "paper", "independent_means.csv")
@@ -123,7 +131,39 @@ def train_inputs(wildcards):
         wildcards.aligned.split("/")[0]
     ).pair_scores:  # SmPO: the pairs scored by its label scorer
         inputs["pair_scores"] = f"{OUT}/data/pair_scores/{cfg['label_scorer']}.parquet"
+    if (
+        WATCH
+    ):  # the progress scorer's prepared weights; ancient: re-preparing it never retrains a model
+        prepared = prepared_input(config["progress_eval"]["scorer"])
+        inputs.update({k: ancient(v) for k, v in prepared.items()})
     return inputs
+
+
+def progress_resource():
+    """Paper scale: what a training job's progress measurements need (scorers/progress.py) as base64 JSON, passed
+    as a resource, not a param: changing the scorer or the prompts retrains nothing. "none": no measurements.
+    """
+    if not WATCH:
+        return "none"
+    progress, name = config["progress_eval"], config["progress_eval"]["scorer"]
+    settings = config["scorers"].get(scorer_section(name), {})
+    settings = spec(
+        **progress,
+        scorer_spec=runtime_config(name, settings, prepared_dir(name)),
+        prompt_sources={
+            **config["prompts"],
+            "pickapic": {
+                k: config["data"]["pickapic"][k] for k in ("repo", "revision", "cache")
+            },
+        },
+        dtype=config["sample"]["dtype"],
+        batch_size=config["sample"]["batch_size"],
+        scorer_dtype=config["scorers"]["dtype"],
+        score_batch_size=config["scorers"]["batch_size"],
+    )
+    return base64.b64encode(
+        settings.encode()
+    ).decode()  # one shell word, whatever the paths hold
 
 
 TOY_REWARD = f"{OUT}/models/toy_reward/model.json"

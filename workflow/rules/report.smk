@@ -15,7 +15,7 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                         f"{OUT}/models/{{model}}/eval_log.csv", model=methods
                     )
                 }
-                if TOY
+                if TOY or (WATCH and methods)
                 else {}
             ),
             scores=score_files(models),
@@ -61,22 +61,36 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                 }
                 if TOY
                 else (
-                    {}
-                    if suite != "main"
-                    else {
-                        "paper": report(
-                            f"{root}/tables/paper_comparison.csv",
-                            caption="../report/paper_comparison.rst",
-                            category="Tables",
-                        ),
-                        "paper_md": f"{root}/tables/paper_comparison.md",
-                        "independent": report(
-                            f"{root}/tables/independent_comparison.csv",
-                            caption="../report/independent_comparison.rst",
-                            category="Tables",
-                        ),
-                        "independent_md": f"{root}/tables/independent_comparison.md",
-                    }
+                    (
+                        {
+                            "curves": report(
+                                f"{root}/tables/training_curves.csv",
+                                caption="../report/training_curves.rst",
+                                category="Tables",
+                            ),
+                            "curves_md": f"{root}/tables/training_curves.md",
+                        }
+                        if WATCH and methods
+                        else {}
+                    )
+                    | (
+                        {}
+                        if suite != "main"
+                        else {
+                            "paper": report(
+                                f"{root}/tables/paper_comparison.csv",
+                                caption="../report/paper_comparison.rst",
+                                category="Tables",
+                            ),
+                            "paper_md": f"{root}/tables/paper_comparison.md",
+                            "independent": report(
+                                f"{root}/tables/independent_comparison.csv",
+                                caption="../report/independent_comparison.rst",
+                                category="Tables",
+                            ),
+                            "independent_md": f"{root}/tables/independent_comparison.md",
+                        }
+                    )
                 )
             ),
             models=report(
@@ -142,7 +156,11 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
             **(
                 {"curves": f"{root}/tables/training_curves.csv", "base": BASE_MODEL}
                 if TOY
-                else {}
+                else (
+                    {"curves": f"{root}/tables/training_curves.csv"}
+                    if WATCH and methods
+                    else {}
+                )
             ),
             wins=f"{root}/tables/win_rates.csv",
             samples=expand(
@@ -158,13 +176,19 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                         caption="../report/figures.rst",
                         category="Figures",
                     ),
-                    "schedule": report(
-                        f"{root}/figures/noise_schedule.png",
-                        caption="../report/figures.rst",
-                        category="Figures",
+                    **(
+                        {
+                            "schedule": report(
+                                f"{root}/figures/noise_schedule.png",
+                                caption="../report/figures.rst",
+                                category="Figures",
+                            )
+                        }
+                        if TOY
+                        else {}
                     ),
                 }
-                if TOY
+                if TOY or (WATCH and methods)
                 else {}
             ),
             wins=report(
@@ -187,8 +211,13 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
         params:
             out_dir=folder("output.wins"),
             curves=lambda wc, input: (
-                f"--curves {input.curves} --schedule {os.path.dirname(input.base)}/scheduler"
-                f" --resolution {config['world']['resolution']}"
+                f"--curves {input.curves}"
+                + (
+                    f" --schedule {os.path.dirname(input.base)}/scheduler"
+                    f" --resolution {config['world']['resolution']}"
+                    if "base" in input.keys()
+                    else ""
+                )
                 if "curves" in input.keys()
                 else ""
             ),

@@ -24,7 +24,7 @@ if TOY:
             spec=spec(
                 toy_model=config["toy_model"],
                 pretrain=config["pretrain"],
-                progress_eval=config["progress_eval"],
+                progress_eval=toy_progress_eval(config),
                 seed=config["seed"],
                 device=config["device"],
             ),
@@ -85,7 +85,7 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        **({"evals": f"{OUT}/models/{{aligned}}/eval_log.csv"} if TOY else {}),
+        **({"evals": f"{OUT}/models/{{aligned}}/eval_log.csv"} if TOY or WATCH else {}),
         model=f"{OUT}/models/{{aligned}}/model.json",
         log=f"{OUT}/models/{{aligned}}/train_log.csv",
         record=f"{OUT}/models/{{aligned}}/train.json",
@@ -100,6 +100,9 @@ rule train:
         gpu=config["gpus"]["train"],
         # settings that cannot change the weights travel as resources, which (unlike params) never trigger a rerun
         checkpoint_every=lambda wc: method_config(wc.aligned)["checkpoint_every"],
+        # paper scale: progress measurements (the toy world's are part of the spec: they shape its outputs)
+        eval_every=lambda wc: method_config(wc.aligned)["eval_every"],
+        progress=progress_resource(),
         gradient_checkpointing=int(config["training"]["gradient_checkpointing"]),
         data_workers=config["data"]["workers"],
     params:
@@ -127,5 +130,6 @@ rule train:
         "{params.launch} train --method {params.method} --init {params.init} --pairs {input.pairs} {params.world}"
         " {params.encoded} {params.pair_scores} --spec {params.spec:q} --out {params.out_dir} --scratch {params.scratch}"
         " --checkpoint-every {resources.checkpoint_every} --gradient-checkpointing {resources.gradient_checkpointing}"
+        " --eval-every {resources.eval_every} --progress {resources.progress}"
         " --workers {resources.data_workers}"
         " --threads {threads} > {log} 2>&1"

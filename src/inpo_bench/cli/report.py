@@ -122,17 +122,22 @@ def cmd_tables(args: argparse.Namespace) -> None:
         model = MODEL_PATH.search(str(folder))["model"]
         logs[model] = (folder / "eval_log.csv", folder / "train_log.csv")
     curves = tables.training_curves(logs)
+    scored = "score" in curves.columns  # paper scale: a scorer's progress measurements, no oracle
+    measured = f"{curves.scorer.iloc[0]} scores" if scored and len(curves) else "Oracle measurements"
     _write_table(
         out,
         "training_curves",
         curves,
         tables.frame_markdown(
             "Training curves",
-            "Oracle measurements during training (progress prompts, one seed of their own); loss "
-            "and implicit accuracy averaged over the 10 steps up to each measurement.",
+            f"{measured} during training (progress prompts, one seed of their own; score_se: the standard error of "
+            "the mean over those prompts); loss and implicit accuracy averaged over the 10 steps up to each "
+            "measurement.",
             curves,
         ),
     )
+    if scored:  # the steps-to-reward table and the claims judge the true reward, which only the toy world has
+        return
     per_step = {m: pd.read_csv(train).seconds.iloc[-1] / len(pd.read_csv(train)) for m, (_, train) in logs.items()}
     steps = tables.steps_to_reach(curves, reference=args.reference, seconds=per_step)
     _write_table(
@@ -224,7 +229,9 @@ def register(add: Add) -> None:
     p = add("tables", cmd_tables, "mean scores, win rates, training curves and the toy claims table")
     p.add_argument("--scores", nargs="+", required=True, help=".../scores/<model>/<promptset>/<scorer>.csv files")
     p.add_argument("--comparisons", nargs="*", default=[], help="model:baseline pairs for win rates")
-    p.add_argument("--models", nargs="*", default=[], help="trained model directories with eval_log.csv (toy)")
+    p.add_argument(
+        "--models", nargs="*", default=[], help="trained model directories with eval_log.csv (training curves)"
+    )
     p.add_argument("--method", default="inpo", help="the method the claims table is about")
     p.add_argument("--reference", default="dpo", help="the method whose gain defines the efficiency targets")
     p.add_argument("--paper", help="the paper's win rates (results/paper/inpo_cvpr2025_winrates.csv)")
@@ -253,7 +260,7 @@ def register(add: Add) -> None:
 
     p = add("figures", cmd_figures, "win-rate bars, training curves, ablation panels, image grids")
     p.add_argument("--win-rates", required=True)
-    p.add_argument("--curves", help="training_curves.csv (toy world)")
+    p.add_argument("--curves", help="training_curves.csv")
     p.add_argument("--schedule", help="the toy base's scheduler folder: draw noise_schedule.png against SD's")
     p.add_argument("--resolution", type=int, default=16, help="the toy world's image side (with --schedule)")
     p.add_argument("--samples-root", required=True, help="the samples/ folder")

@@ -127,12 +127,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise SystemExit(f"--method {args.method} needs --pair-scores (the score_pairs rule's output)")
         pair_scores = PairScores(args.pair_scores, args.pairs)
     objective = method.build(Context(model.unet, data, cfg, model, reference_dtype=half, pair_scores=pair_scores))
-    progress = None
-    if args.world:
-        from ..scorers.oracle import OracleProgress
-        from ..toyworld.world import World
-
-        progress = OracleProgress(model, World.load(args.world), **spec["progress_eval"])
+    progress = _progress(args, spec, model)
     torch.manual_seed(seed)
     inputs = {"init": file_identity(Path(args.init) / "model.json"), "pairs": file_identity(args.pairs)}
     stamp = fingerprint(method=args.method, spec=spec, **inputs)
@@ -144,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.scratch,
         accelerator,
         evaluate=progress,
-        eval_every=cfg.get("eval_every", 0),
+        eval_every=cfg.get("eval_every", 0) if args.eval_every is None else args.eval_every,
         fingerprint=stamp,
     )
     if not accelerator.is_main_process:
@@ -168,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         gradient_checkpointing=bool(args.gradient_checkpointing),
         pairs=len(data),
         data_source=data_identity(Path(args.pairs).with_name("prepare.json")),
+        progress_eval=progress.describe() if hasattr(progress, "describe") else None,
         wall_seconds=clock.seconds(),
     )
     model.unet.to("cpu", torch.float32)
@@ -176,8 +172,44 @@ def cmd_train(args: argparse.Namespace) -> None:
     summary = f"trained {args.method} for {len(log)} steps in {clock.seconds():.0f} s"
     if progress is not None:
         first, last = evals.iloc[0], evals.iloc[-1]
-        summary += f"; oracle reward {first['reward']:.3f} -> {last['reward']:.3f}"
+        what = "oracle reward" if "reward" in evals else f"{last['scorer']} on the progress prompts"
+        value = "reward" if "reward" in evals else "score"
+        summary += f"; {what} {first[value]:.3f} -> {last[value]:.3f}"
     print(summary)
+
+
+def _progress(args: argparse.Namespace, spec: dict[str, Any], model: Any) -> Any:
+    """What measures the model during training: the toy world's oracle, paper scale's scorer, or nothing."""
+    if args.world:
+        from ..config import TOY_PROGRESS_KEYS
+        from ..scorers.oracle import OracleProgress
+        from ..toyworld.world import World
+
+        settings = {k: spec["progress_eval"][k] for k in TOY_PROGRESS_KEYS}
+        return OracleProgress(model, World.load(args.world), **settings)
+    if args.progress == "none":
+        return None
+    import base64
+    import json
+
+    from ..data.prompts import build_promptset
+    from ..scorers.progress import ScoredProgress, spread
+
+    p = json.loads(base64.b64decode(args.progress))
+    frame, _ = build_promptset(p["promptset"], None, {**p["prompt_sources"], "limit": 0})
+    return ScoredProgress(
+        model,
+        spread(frame, p["prompts"]),
+        p["scorer"],
+        p["scorer_spec"],
+        seed=p["seed"],
+        steps=p["steps"],
+        guidance=p["guidance"],
+        batch_size=p["batch_size"],
+        dtype=p["dtype"],
+        scorer_dtype=p["scorer_dtype"],
+        score_batch_size=p["score_batch_size"],
+    )
 
 
 def cmd_toy_reward(args: argparse.Namespace) -> None:
@@ -233,6 +265,10 @@ def register(add: Add) -> None:
     p.add_argument("--encoded", help="folder of pairs encoded by `encode-pairs` (data.encoding: disk)")
     p.add_argument("--pair-scores", help="the pairs scored by the method's label scorer (`score-pairs`; SmPO)")
     p.add_argument("--world", help="world.json: measure the model with the toy oracle during training")
+    p.add_argument("--eval-every", type=int, help="steps between progress measurements (default: the method's)")
+    p.add_argument(
+        "--progress", default="none", help="paper scale: the progress measurements' settings, base64 JSON; none: off"
+    )
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
     p.add_argument("--threads", type=int, default=1)

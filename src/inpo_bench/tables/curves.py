@@ -1,4 +1,5 @@
-"""The toy world's training curves, steps to reach a reward, and the paper's claims judged on the true reward."""
+"""Training curves (the toy world's oracle measurements, or paper scale's progress scores), and in the toy world the
+steps to reach a reward and the paper's claims judged on the true reward."""
 
 from __future__ import annotations
 
@@ -7,47 +8,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CURVE_COLUMNS = [
-    "model",
-    "step",
-    "unet_forwards",
-    "seconds",
-    "reward",
-    "fidelity",
-    "aesthetic",
-    "all_correct",
-    "implicit_acc",
-    "loss",
-]
+ORACLE_MEASURES = ["reward", "fidelity", "aesthetic", "all_correct"]  # the toy world's eval_log
+SCORED_MEASURES = ["scorer", "score", "score_se"]  # paper scale's (scorers/progress.py)
+CURVE_COLUMNS = ["model", "step", "unet_forwards", "seconds", *ORACLE_MEASURES, "implicit_acc", "loss"]
+SCORED_CURVE_COLUMNS = ["model", "step", "unet_forwards", "seconds", *SCORED_MEASURES, "implicit_acc", "loss"]
+SCORED_CURVE_COLUMNS += ["reward_margin"]
 
 
 def training_curves(models: dict[str, tuple[str | Path, str | Path]], window: int = 10) -> pd.DataFrame:
-    """models: id -> (eval_log.csv, train_log.csv). The oracle's measurements during training, with the training
-    loss and implicit accuracy averaged over the `window` steps up to each measurement (step 0: none), and the
-    compute spent up to it: UNet forward-equivalents and training seconds (the train log's running totals; a log
-    written before forwards were counted gives NaN)."""
+    """models: id -> (eval_log.csv, train_log.csv). The measurements during training (the toy world's oracle, or
+    paper scale's progress scorer), with the training loss and implicit accuracy (paper scale also the reward
+    margin) averaged over the `window` steps up to each measurement (step 0: none), and the compute spent up to it:
+    UNet forward-equivalents and training seconds (the train log's running totals; a log written before forwards
+    were counted gives NaN)."""
     rows = []
+    scored = False
     for model, (eval_path, train_path) in models.items():
         evals, log = pd.read_csv(eval_path), pd.read_csv(train_path)
+        scored = "score" in evals.columns
+        measures = SCORED_MEASURES if scored else ORACLE_MEASURES
+        averaged = ["implicit_acc", "loss", "reward_margin"] if scored else ["implicit_acc", "loss"]
         totals = log.set_index("step").reindex(columns=["unet_forwards", "seconds"])
-        for r in evals.itertuples():
-            recent = log[(log.step > r.step - window) & (log.step <= r.step)]
-            spent = totals.loc[r.step] if r.step in totals.index else pd.Series({"unet_forwards": 0, "seconds": 0})
-            rows.append(
-                {
-                    "model": model,
-                    "step": int(r.step),
-                    "unet_forwards": float(spent.unet_forwards),
-                    "seconds": float(spent.seconds),
-                    "reward": r.reward,
-                    "fidelity": r.fidelity,
-                    "aesthetic": r.aesthetic,
-                    "all_correct": r.all_correct,
-                    "implicit_acc": recent.implicit_acc.mean() if len(recent) else np.nan,
-                    "loss": recent.loss.mean() if len(recent) else np.nan,
-                }
-            )
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+        for r in evals.to_dict("records"):
+            recent = log[(log.step > r["step"] - window) & (log.step <= r["step"])]
+            step = r["step"]
+            spent = totals.loc[step] if step in totals.index else pd.Series({"unet_forwards": 0, "seconds": 0})
+            row = {"model": model, "step": int(step)}
+            row.update(unet_forwards=float(spent.unet_forwards), seconds=float(spent.seconds))
+            row.update({k: r[k] for k in measures})
+            row.update({k: recent[k].mean() if len(recent) and k in recent else np.nan for k in averaged})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=SCORED_CURVE_COLUMNS if scored else CURVE_COLUMNS)
 
 
 def steps_to_reach(
