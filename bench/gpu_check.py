@@ -114,6 +114,7 @@ def train_steps(
     folder: Path, cfg: dict[str, Any], device: str, methods: list[str], steps: int, scratch: Path
 ) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from inpo_bench.train import TrainSettings, train
 
@@ -125,6 +126,7 @@ def train_steps(
             model = stand_in(folder, device)
             objective = objective_of(name, model, pair_data(model, 16), cfg, PRECISIONS[precision], 2)
             mixed = "no" if precision == "fp32" else precision
+            AcceleratorState._reset_state(reset_partial_state=True)  # a new precision needs a new (singleton) state
             accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed)
             settings = TrainSettings(steps=steps, lr=1e-5, examples_per_step=4, warmup_steps=0, seed=5)
             log, _ = train(objective, settings, scratch / f"{name}-{precision}", accelerator)

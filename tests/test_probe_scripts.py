@@ -1,5 +1,5 @@
-"""The toy-world probe scripts of bench/ (issue 13) on the tiny end-to-end run: they read a run as users have it.
-Neither test writes into the shared run (other tests count the jobs it still lacks)."""
+"""The probe scripts of bench/: the toy-world ones (issue 13) on the tiny end-to-end run, as users have it (no test
+writes into the shared run: other tests count the jobs it still lacks), and the paper path's GPU check on a CPU."""
 
 from __future__ import annotations
 
@@ -73,3 +73,24 @@ def test_oracle_terms_resampled_at_the_stored_guidance_makes_the_stored_images(t
     assert fresh[record["cfg"]][1] == prompts
     assert all(np.array_equal(a, b) for a, b in zip(fresh[record["cfg"]][0], images, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(fresh[1.0][0], images))  # another scale, other images
+
+
+def test_the_gpu_check_runs_on_a_cpu_and_finds_every_step_zero_loss_at_its_initial_value(tmp_path):
+    """bench/gpu_check.py is the prepared device check; on a CPU it runs its numerics part (no fp16 training)."""
+    options = ["--device", "cpu", "--methods", "sft", "dpo", "--steps", "2", "--sample-images", "4"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--out", str(tmp_path), *options],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    zero = {(r["method"], r["precision"]): r for r in report["step_zero"]}
+    assert set(zero) == {("dpo", p) for p in ("fp32", "bf16", "fp16")}  # SFT has no step-0 value
+    assert all(r["loss"] == pytest.approx(np.log(2), abs=1e-6) and r["model_minus_ref_mse"] == 0 for r in zero.values())
+    trained = {(r["method"], r["precision"]) for r in report["training"]}
+    assert trained == {(m, p) for m in ("sft", "dpo") for p in ("fp32", "bf16")}
+    assert len(report["losses"]["dpo/bf16"]) == 2 and report["sampling"][0]["images_per_second"] > 0
+    assert "## Step-0 loss" in (tmp_path / "gpu_check.md").read_text()
