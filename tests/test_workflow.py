@@ -12,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from inpo_bench.train import TIMING_COLUMNS
 from tests.conftest import REPO, TINY, snakemake
 
 
@@ -190,8 +191,8 @@ def test_tiny_run_is_up_to_date_and_deterministic(tiny_run, tmp_path):
         "models/base/train_log.csv",
     ):
         first, second = pd.read_csv(tiny_run / relative), pd.read_csv(again / relative)
-        assert first.drop(columns=["seconds"], errors="ignore").equals(
-            second.drop(columns=["seconds"], errors="ignore")
+        assert first.drop(columns=TIMING_COLUMNS, errors="ignore").equals(
+            second.drop(columns=TIMING_COLUMNS, errors="ignore")
         ), relative
     pairs = [pd.read_parquet(run / "data" / "pairs.parquet") for run in (tiny_run, again)]
     assert pairs[0].equals(pairs[1])

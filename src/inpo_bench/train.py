@@ -56,6 +56,8 @@ LOG_COLUMNS = [
     "skipped",
     "loss_scale",
 ]
+# wall-clock columns: they differ between two runs of the same settings, every other column is reproducible
+TIMING_COLUMNS = ["seconds", "examples_per_second", "examples_per_second_per_device"]
 MAX_NONFINITE_STEPS = 5  # consecutive steps with a non-finite loss (fp16 with a loss scaler)
 MIN_LOSS_SCALE = 1.0  # a GradScaler scale below this means the gradients themselves overflow fp16
 
