@@ -9,10 +9,11 @@ at most about 8 minutes on one H100:
 3. sampling images per second at fp32 and fp16 (the sample rule's precision);
 4. the smoke DAG (config/smoke-sd.yaml) end to end at fp16 and bf16 on the device (`--dag`).
 
-    python bench/gpu_check.py --out bench/out/gpu_check --device cuda --dag
+    python bench/gpu_check.py --out bench/out/gpu_check --device cuda --dag      # --dag: fp16 and bf16
     python bench/gpu_check.py --out /tmp/gpu_check --device cpu --steps 3   # the script itself, on a CPU
 
-Writes gpu_check.json and gpu_check.md into --out. On a CPU fp16 training is left out (accelerate's fp16 needs CUDA).
+Writes gpu_check.json and gpu_check.md into --out after each part, so a run cut short keeps what it measured. On a
+CPU fp16 training is left out (accelerate's fp16 needs CUDA).
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def sampling(folder: Path, device: str, images: int) -> list[dict[str, Any]]:
 
 
 def dag(device: str, workdir: Path, precision: str) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / f"{precision}.yaml"
     gpus = 1 if device == "cuda" else 0
     overlay.write_text(
@@ -208,7 +210,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=names())
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--sample-images", type=int, default=64)
-    parser.add_argument("--dag", action="store_true", help="also run the smoke DAG at fp16 and bf16")
+    parser.add_argument("--dag", nargs="*", choices=["fp16", "bf16"], help="also run the smoke DAG at these precisions")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,13 +221,22 @@ def main() -> None:
         write_base_spec(tmp / "base", "sd", pipelines.RESOLUTION, str(pipelines.build_sd15(tmp / "sd15")))
         folder = tmp / "base"
         report: dict[str, Any] = {"machine": machine(), "torch": torch.__version__}
+        report.update(step_zero=[], training=[], losses={}, sampling=[], dag=[])
         report["step_zero"] = step_zero(folder, cfg, args.device, pair_methods, 4)
+        write(out, report)  # after each part: a run cut short by its time limit keeps what it measured
         report["training"], report["losses"] = train_steps(folder, cfg, args.device, args.methods, args.steps, tmp)
+        write(out, report)
         report["sampling"] = sampling(folder, args.device, args.sample_images)
-        report["dag"] = [dag(args.device, tmp / "dag", p) for p in ("fp16", "bf16")] if args.dag else []
+        write(out, report)
+        for precision in ["fp16", "bf16"] if args.dag == [] else args.dag or []:
+            report["dag"].append(dag(args.device, tmp / "dag", precision))
+            write(out, report)
+    print(markdown(report))
+
+
+def write(out: Path, report: dict[str, Any]) -> None:
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "gpu_check.md").write_text(markdown(report))
-    print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -158,8 +158,9 @@ def test_the_noisy_pixels_overlay_restores_the_default_world_before_the_change()
     ("progress", "message"),
     [
         ({"scorer": None}, "progress_eval.scorer: sft, dpo, inpo, kto measure progress every eval_every steps"),
-        ({"scorer": "oracle_reward"}, "progress_eval.scorer: 'oracle_reward' is not a paper-scale scorer"),
-        ({"scorer": "toy_reward"}, "progress_eval.scorer: 'toy_reward' is not a paper-scale scorer"),
+        ({"scorer": "oracle_reward"}, "progress_eval.scorer: 'oracle_reward' cannot measure a training"),
+        ({"scorer": "toy_reward"}, "progress_eval.scorer: 'toy_reward' cannot measure a training"),
+        ({"scorer": "hpsv21"}, r"progress_eval.scorer: 'hpsv21' cannot measure .* use one of \['clip', 'pickscore'"),
         ({"promptset": "toy_seen"}, "progress_eval.promptset: 'toy_seen' is not a real prompt set"),
     ],
 )

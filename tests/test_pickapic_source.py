@@ -168,3 +168,40 @@ def test_the_manifest_holds_the_cards_facts():
     from inpo_bench.toyworld.preferences import PICKAPIC_SCHEMA
 
     assert manifest()["columns"] == PICKAPIC_SCHEMA.names  # the toy world writes the card's columns
+
+
+def _verify_all(args):
+    paths, lock = args
+    return len(list(local_source(paths, "train", lock).paths()))
+
+
+def test_jobs_sharing_a_lock_keep_each_others_records(tmp_path, shards):
+    """Two processes recording different shards into one lock at the same time: every record survives."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    data = shards["data/train-00000-of-00002-0a1b.parquet"]
+    groups = []
+    for job in range(2):
+        paths = []
+        for i in range(6):
+            path = tmp_path / f"job{job}-{i}.parquet"
+            path.write_bytes(data)
+            paths.append(str(path))
+        groups.append(paths)
+    lock = tmp_path / "cache" / LOCK_NAME
+    with ProcessPoolExecutor(2) as pool:
+        assert list(pool.map(_verify_all, [(g, lock) for g in groups])) == [6, 6]
+    recorded = json.loads(lock.read_text())["sources"]["local:train"]["shards"]
+    assert sorted(recorded) == sorted(str(Path(p).resolve()) for g in groups for p in g)
+
+
+def test_a_removed_repository_stops_before_any_shard_when_the_cache_lacks_one(tmp_path, shards):
+    with HubStandIn({MIRROR: Repo(shards, COMMIT)}) as hub:
+        assert prepare(tmp_path, hub, "--repo", MIRROR).returncode == 0
+    pairs_before = (tmp_path / "data" / "pairs.parquet").read_bytes()
+    (tmp_path / "cache" / MIRROR / "data" / "train-00001-of-00002-2c3d.parquet").unlink()
+    with HubStandIn({}) as gone:  # the repository has been removed since
+        result = prepare(tmp_path, gone, "--repo", MIRROR)
+    assert result.returncode == 1 and "the hub has no such dataset (404" in result.stderr
+    assert "fetch the shards missing from the cache" in result.stderr
+    assert (tmp_path / "data" / "pairs.parquet").read_bytes() == pairs_before

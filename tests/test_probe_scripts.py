@@ -94,3 +94,19 @@ def test_the_gpu_check_runs_on_a_cpu_and_finds_every_step_zero_loss_at_its_initi
     assert trained == {(m, p) for m in ("sft", "dpo") for p in ("fp32", "bf16")}
     assert len(report["losses"]["dpo/bf16"]) == 2 and report["sampling"][0]["images_per_second"] > 0
     assert "## Step-0 loss" in (tmp_path / "gpu_check.md").read_text()
+
+
+@pytest.mark.long  # the smoke DAG once more, about a minute
+def test_the_gpu_check_runs_the_smoke_dag_and_keeps_its_report(tmp_path):
+    options = ["--device", "cpu", "--methods", "dpo", "--steps", "1", "--sample-images", "2", "--dag", "fp16"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--out", str(tmp_path), *options],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = json.loads((tmp_path / "gpu_check.json").read_text())["dag"]
+    assert run["precision"] == "fp16" and run["exit"] == 0, run["tail"]
+    assert "smoke DAG at fp16: exit 0" in (tmp_path / "gpu_check.md").read_text()

@@ -186,7 +186,8 @@ def test_models_table_and_one_sampler_for_every_model(tmp_path):
         json.dumps(
             {
                 "code": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": True, "package": "0.1.0"},
-                "machine": {"gpus": ["NVIDIA H100 80GB HBM3"] * 8, "cpu_capability": "AVX512"},
+                "machine": {"gpu": "NVIDIA H100 80GB HBM3", "gpus_visible": ["NVIDIA H100 80GB HBM3"] * 8},
+                "processes": 4,  # 4 of the 8 visible GPUs trained it
                 "mixed_precision": "fp16",
                 "data_source": {"kind": "hub", "repo": "m/p", "commit": "f" * 40, "split": "train"}
                 | {"data_sha256": "e" * 64},
@@ -194,7 +195,7 @@ def test_models_table_and_one_sampler_for_every_model(tmp_path):
         )
     )
     row = model_table({"dpo": tmp_path / "dpo" / "model.json"}).set_index("model").loc["dpo"]
-    assert (row.code, row.machine, row.precision) == ("0123456789ab+dirty", "8 x NVIDIA H100 80GB HBM3", "fp16")
+    assert (row.code, row.machine, row.precision) == ("0123456789ab+dirty", "4 x NVIDIA H100 80GB HBM3", "fp16")
     assert row.data == "m/p@ffffffffffff train sha256 eeeeeeeeeeee"
     same = {"sampler": "ddim", "steps": 50, "cfg": 7.5, "seeds": [0]}
     assert sampler_settings({("base", "parti"): same, ("dpo_release", "parti"): {**same, "wall_seconds": 3}}) == same

@@ -248,15 +248,18 @@ def _progress_problems(config: dict[str, Any], toy: bool) -> list[str]:
     """Paper scale measures progress with a model scorer on a real prompt set; a trained method that asks for
     measurements (eval_every > 0) needs both."""
     from .data.prompts import REAL_SETS
-    from .scorers import MODEL_SCORERS, TOY_MODEL_SCORERS
+    from .scorers import MODEL_SCORERS, PREPARED, TOY_MODEL_SCORERS
 
     progress, problems = config["progress_eval"], []
     if toy:
         return problems
     scorer, promptset = progress.get("scorer"), progress.get("promptset")
-    if scorer is not None and (scorer not in MODEL_SCORERS or scorer in TOY_MODEL_SCORERS):
-        known = sorted(s for s in MODEL_SCORERS if s not in TOY_MODEL_SCORERS)
-        problems.append(f"config key progress_eval.scorer: {scorer!r} is not a paper-scale scorer; known: {known}")
+    usable = sorted(s for s in MODEL_SCORERS if s not in TOY_MODEL_SCORERS and s not in PREPARED)
+    if scorer is not None and scorer not in usable:
+        problems.append(
+            f"config key progress_eval.scorer: {scorer!r} cannot measure a training (a toy-world scorer, or one whose "
+            f"weights a job of its own prepares); use one of {usable}"
+        )
     if scorer is not None and promptset not in REAL_SETS:
         problems.append(
             f"config key progress_eval.promptset: {promptset!r} is not a real prompt set; known: {sorted(REAL_SETS)}"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+COLLECTIVE_TIMEOUT_MINUTES = 60
 PACKAGES = ("inpo-bench", "torch", "diffusers", "transformers", "accelerate", "numpy", "pandas", "pillow")
 
 
@@ -43,10 +44,19 @@ def make_accelerator(requested: str = "auto", mixed_precision: str = "no") -> An
     """The accelerate handle of a training job: one process, or one per GPU / CPU rank under
     `accelerate launch` (which sets the distributed environment); its .device is this process's device.
     Mixed precision applies on CUDA only (autocast on a CPU would slow the toy world down for nothing)."""
-    from accelerate import Accelerator
+    from datetime import timedelta
+
+    from accelerate import Accelerator, InitProcessGroupKwargs
 
     device = pick_device(requested)
-    return Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision if device != "cpu" else "no")
+    # the other ranks wait while rank 0 measures progress (an SDXL measurement takes minutes): a collective
+    # timeout longer than the default ten minutes
+    waiting = InitProcessGroupKwargs(timeout=timedelta(minutes=COLLECTIVE_TIMEOUT_MINUTES))
+    return Accelerator(
+        cpu=device == "cpu",
+        mixed_precision=mixed_precision if device != "cpu" else "no",
+        kwargs_handlers=[waiting],
+    )
 
 
 def versions() -> dict[str, str]:
@@ -76,7 +86,7 @@ def code_version() -> dict[str, Any]:
         return {**record, "commit": None, "dirty": None}
     try:
         commit = _git(root, "rev-parse", "HEAD")
-        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(_git(root, "status", "--porcelain"))  # untracked files count: a new module imports as well
     except (OSError, subprocess.SubprocessError):  # no git on this machine
         return {**record, "commit": None, "dirty": None}
     return {**record, "commit": commit, "dirty": dirty}
@@ -103,9 +113,11 @@ def machine() -> dict[str, Any]:
         return record
     record["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the kernels' instruction set (AVX512, ...)
     record["cuda"] = torch.version.cuda
-    record["gpus"] = []
+    record["gpu"], record["gpus_visible"] = None, []
     if torch.cuda.is_available():
-        record["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        # the GPU this process computed on (a job's processes: train.json's `processes`), and all it could see
+        record["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device())
+        record["gpus_visible"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         record["cudnn"] = torch.backends.cudnn.version()
         record["tf32"] = {
             "matmul": torch.backends.cuda.matmul.allow_tf32,

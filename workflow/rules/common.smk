@@ -131,11 +131,6 @@ def train_inputs(wildcards):
         wildcards.aligned.split("/")[0]
     ).pair_scores:  # SmPO: the pairs scored by its label scorer
         inputs["pair_scores"] = f"{OUT}/data/pair_scores/{cfg['label_scorer']}.parquet"
-    if (
-        WATCH
-    ):  # the progress scorer's prepared weights; ancient: re-preparing it never retrains a model
-        prepared = prepared_input(config["progress_eval"]["scorer"])
-        inputs.update({k: ancient(v) for k, v in prepared.items()})
     return inputs
 
 

@@ -102,8 +102,9 @@ rule prepare_pairs:
             if "shards" in input.keys()
             else ""
         ),
-        # a user's local copy is locked like a download; the toy world's shard is this DAG's own output
-        lock="" if TOY else "--lock",
+        # a user's local copy is locked like a download; the toy world's and the smoke stand-in's shards are this
+        # DAG's own outputs
+        lock="" if TOY or config["smoke"] else "--lock",
         repo=config["data"]["pickapic"]["repo"],
         revision=config["data"]["pickapic"]["revision"],
         split=config["data"]["pickapic"]["split"],

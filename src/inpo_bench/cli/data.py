@@ -114,12 +114,13 @@ def cmd_toy_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from ..data.pickapic import prepare_pairs
+    from ..data.pickapic import check_shards, prepare_pairs
     from ..data.source import LOCK_NAME, hub_source, local_source
     from ..runtime import Stopwatch, provenance, write_json
 
     clock = Stopwatch()
     if args.shard:
+        check_shards(args.shard)  # every local shard's columns and types before any work
         source = local_source(args.shard, args.split, Path(args.cache) / LOCK_NAME if args.lock else None)
     else:  # resolved (or read from the lock) before any download; a shard is fetched when the previous one is done
         source = hub_source(args.repo, args.revision, args.split, args.max_shards, args.cache)

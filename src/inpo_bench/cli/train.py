@@ -10,14 +10,16 @@ from .common import Add, json_object
 
 
 def _write_training_record(out: str | Path, log: Any, evals: Any, **record: Any) -> Path:
-    """A finished training's logs and train.json (provenance + final loss); the model itself is saved after."""
+    """A finished training's logs (eval_log.csv: only a header when nothing measured the model) and train.json
+    (provenance + final loss); the model itself is saved after."""
+    import pandas as pd
+
     from ..runtime import provenance, write_csv, write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "train_log.csv", log)
-    if evals is not None:
-        write_csv(out / "eval_log.csv", evals)
+    write_csv(out / "eval_log.csv", evals if len(evals.columns) else pd.DataFrame(columns=["step"]))
     write_json(out / "train.json", provenance(**record, final_loss=float(log["loss"].iloc[-1])))
     return out
 
@@ -40,7 +42,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     world, arch, cfg, seed = World.load(args.world), spec["toy_model"], spec["pretrain"], spec["seed"]
     torch.manual_seed(seed)  # initial weights
     model = build_toy_model(arch, world.words, world.resolution)
-    images, captions = world.pretraining_set(cfg["images"], cfg["nuisance"], cfg["wrong_caption_rate"], seed)
+    images, captions = world.pretraining_set(
+        cfg["images"], cfg["nuisance"], cfg["wrong_caption_rate"], seed, cfg.get("learned_flaws")
+    )
     accelerator = make_accelerator(spec["device"])
     device = str(accelerator.device)
     model.unet.to(device)
@@ -127,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise SystemExit(f"--method {args.method} needs --pair-scores (the score_pairs rule's output)")
         pair_scores = PairScores(args.pair_scores, args.pairs)
     objective = method.build(Context(model.unet, data, cfg, model, reference_dtype=half, pair_scores=pair_scores))
-    progress = _progress(args, spec, model)
+    progress = _progress(args, spec, model) if accelerator.is_main_process else None  # it measures on rank 0
     torch.manual_seed(seed)
     inputs = {"init": file_identity(Path(args.init) / "model.json"), "pairs": file_identity(args.pairs)}
     stamp = fingerprint(method=args.method, spec=spec, **inputs)
@@ -144,10 +148,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     if not accelerator.is_main_process:
         return
+    if "settings" in evals and hasattr(progress, "fingerprint"):  # resumed after the progress settings changed
+        stale = evals.settings != progress.fingerprint
+        if stale.any():
+            print(f"eval_log: {int(stale.sum())} measurement(s) of earlier progress settings left out")
+        evals = evals[~stale].reset_index(drop=True)
     out = _write_training_record(
         args.out,
         log,
-        evals if progress is not None else None,
+        evals,
         method=args.method,
         processes=accelerator.num_processes,
         pairs_per_step=layout.per_step,

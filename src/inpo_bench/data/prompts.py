@@ -43,7 +43,10 @@ from ..toyworld.world import World
 
 HPD_STYLES = ("anime", "concept-art", "paintings", "photo")
 HPD_STYLE_SIZE = 800
-PARTI_URL = "https://raw.githubusercontent.com/google-research/parti/main/PartiPrompts.tsv"
+# the commit the shipped file comes from (promptsets/sources.json), so a download is the same bytes
+PARTI_URL = (
+    "https://raw.githubusercontent.com/google-research/parti/5a657978134374ce28973948331b319adef164bd/PartiPrompts.tsv"
+)
 HPD_REPO = "zhwang/HPDv2"
 
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -45,26 +46,38 @@ def parquet_mirrors() -> list[str]:
 
 
 class Lock:
-    """The lock file: `refs` (repo@revision -> commit) and `sources` (source key -> its listing and shards)."""
+    """The lock file: `refs` (repo@revision -> commit) and `sources` (source key -> its listing and shards).
+
+    Jobs that share a cache (an SD1.5 and an SDXL run, a prompt set read from the mirror beside the training data)
+    read and write it at the same time: every change is a read-modify-write under a file lock beside it, so no
+    job's record is lost and the first commit a branch resolves to is the one every job uses."""
 
     def __init__(self, path: str | Path) -> None:
+        from filelock import FileLock
+
         self.path = Path(path)
+        self.guard = FileLock(str(self.path) + ".lock")
+
+    def read(self) -> dict[str, Any]:
         try:
-            self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         except json.JSONDecodeError as error:
             message = f"{self.path}: not a valid lock file ({error}); delete it to resolve the source anew"
             raise DataError(message) from None
-        self.data.setdefault("refs", {})
-        self.data.setdefault("sources", {})
+        return {"refs": {}, "sources": {}, **data}
 
-    def pinned(self, repo: str, revision: str) -> str | None:
-        return self.data["refs"].get(f"{repo}@{revision}")
+    @contextmanager
+    def editing(self) -> Iterator[dict[str, Any]]:
+        """The lock's current content, written back when the block ends, with no other job in between."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.guard:
+            data = self.read()
+            yield data
+            write_json(self.path, data)
 
-    def source(self, key: str) -> dict[str, Any]:
-        return self.data["sources"].setdefault(key, {"shards": {}})
 
-    def save(self) -> None:
-        write_json(self.path, self.data)
+def recorded_source(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return data["sources"].setdefault(key, {"shards": {}})
 
 
 @dataclass
@@ -110,13 +123,17 @@ class Source:
         }
 
     def paths(self) -> Iterator[Path]:
-        """Each shard as a verified local file, fetched (hub) when its turn comes."""
+        """Each shard as a verified local file, fetched (hub) when its turn comes; each recorded in the lock as soon
+        as it is verified, so a killed job keeps the record of the shards it read."""
         for shard in self.shards:
             path = self._local(shard)
-            recorded = self.lock.source(self.key)["shards"] if self.lock else {}
-            self.read.append(verify(path, shard, recorded, self.lock.path if self.lock else None))
-            if self.lock:
-                self.lock.save()  # a killed job keeps the record of the shards it verified
+            entry = measure(path, shard)  # hashing a large shard takes a while: outside the file lock
+            if self.lock is None:
+                check(entry, path, shard, None, None)
+            else:
+                with self.lock.editing() as data:
+                    check(entry, path, shard, recorded_source(data, self.key)["shards"], self.lock.path)
+            self.read.append(entry)
             yield path
 
     def _local(self, shard: Shard) -> Path:
@@ -135,14 +152,25 @@ class Source:
             raise hub_error(self.repo, self.commit, error, what=f"download {shard.name} of") from None
 
 
-def verify(path: Path, shard: Shard, recorded: dict[str, Any], lock_path: Path | None) -> dict[str, Any]:
-    """Hash `path`, compare with the lock's record and the hub's listing, record it if new; its entry."""
+def measure(path: Path, shard: Shard) -> dict[str, Any]:
+    """A shard's name, size, SHA-256 and row count."""
     import pyarrow.parquet as pq
 
     if not path.is_file():
         raise DataError(f"{path}: shard not found")
     entry = {"name": shard.name, "bytes": path.stat().st_size, "sha256": sha256(path)}
-    before = recorded.get(shard.name)
+    try:
+        entry["rows"] = pq.ParquetFile(path).metadata.num_rows
+    except Exception as error:
+        raise DataError(f"{path}: not a readable parquet file ({error})") from None
+    return entry
+
+
+def check(
+    entry: dict[str, Any], path: Path, shard: Shard, recorded: dict[str, Any] | None, lock_path: Path | None
+) -> None:
+    """Compare a measured shard with the lock's record and the hub's listing; record it when new."""
+    before = (recorded or {}).get(shard.name)
     if before is not None and (before["sha256"], before["bytes"]) != (entry["sha256"], entry["bytes"]):
         raise DataError(
             f"{path}: shard {shard.name} changed since it was first read (SHA-256 {entry['sha256']}, {entry['bytes']} "
@@ -155,11 +183,14 @@ def verify(path: Path, shard: Shard, recorded: dict[str, Any], lock_path: Path |
             f"{path}: its SHA-256 {entry['sha256']} is not the {shard.hub_sha256} the hub lists for {shard.name} "
             "(a partial or altered download); delete the file so the next run fetches it again"
         )
-    try:
-        entry["rows"] = pq.ParquetFile(path).metadata.num_rows
-    except Exception as error:
-        raise DataError(f"{path}: not a readable parquet file ({error})") from None
-    recorded[shard.name] = {k: entry[k] for k in ("bytes", "sha256", "rows")}
+    if recorded is not None:
+        recorded[shard.name] = {k: entry[k] for k in ("bytes", "sha256", "rows")}
+
+
+def verify(path: Path, shard: Shard, recorded: dict[str, Any] | None, lock_path: Path | None) -> dict[str, Any]:
+    """measure() then check(): the shard's entry, recorded in `recorded` when new."""
+    entry = measure(path, shard)
+    check(entry, path, shard, recorded, lock_path)
     return entry
 
 
@@ -174,18 +205,35 @@ def local_source(shards: list[str], split: str, lock_path: str | Path | None) ->
 
 def hub_source(repo: str, revision: str, split: str, max_shards: int, cache_dir: str | Path) -> Source:
     """Resolve `repo` at `revision` to a commit and list the split's shards: from the lock when it has them (no hub
-    call), else from the hub (recorded in the lock). Any hub failure is one DataError naming the config key."""
+    call), else from the hub (recorded in the lock, under its file lock, so concurrent jobs agree on the commit).
+    When a listed shard is not in the cache yet, the repository is checked up front, so that a removed one stops
+    the job before it reads any shard. Any hub failure is one DataError naming the config key."""
     cache_dir = Path(cache_dir)
     lock = Lock(cache_dir / LOCK_NAME)
-    commit = revision if COMMIT.fullmatch(revision) else lock.pinned(repo, revision)
-    listing = lock.source(f"{repo}@{commit}:{split}").get("listing") if commit else None
-    if listing is None:
-        commit, listing = _ask_hub(repo, revision, commit, split)
-        lock.data["refs"][f"{repo}@{revision}"] = commit
-        lock.source(f"{repo}@{commit}:{split}")["listing"] = listing
-        lock.save()
+    with lock.editing() as data:
+        commit = revision if COMMIT.fullmatch(revision) else data["refs"].get(f"{repo}@{revision}")
+        listing = recorded_source(data, f"{repo}@{commit}:{split}").get("listing") if commit else None
+        if listing is None:
+            commit, listing = _ask_hub(repo, revision, commit, split)
+            data["refs"].setdefault(f"{repo}@{revision}", commit)
+            recorded_source(data, f"{repo}@{commit}:{split}")["listing"] = listing
+            asked = True
+        else:
+            asked = False
     shards = [Shard(item["name"], item["bytes"], item["sha256"]) for item in listing[: max_shards or None]]
+    missing = [s.name for s in shards if not (cache_dir / repo / s.name).is_file()]
+    if missing and not asked:
+        _reachable(repo, commit)
     return Source("hub", split, shards, lock, repo, revision, commit, cache_dir / repo)
+
+
+def _reachable(repo: str, commit: str) -> None:
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(repo, revision=commit)
+    except Exception as error:
+        raise hub_error(repo, commit, error, what="fetch the shards missing from the cache of") from None
 
 
 def _ask_hub(repo: str, revision: str, commit: str | None, split: str) -> tuple[str, list[dict[str, Any]]]:

@@ -118,7 +118,8 @@ def half_matmul_layers(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     float32 weights. The official scripts (SalesforceAIResearch/DiffusionDPO, JaydenLyh/InPO train.py) cast the
     whole reference to the weight dtype, which also rounds the GroupNorm / LayerNorm scales and shifts: once they
     have left 1 and 0 (an SFT initialisation), policy and reference disagree at step 0 (bf16: DDIM-InPO's loss .650
-    instead of log 2 on the SD stand-in with every weight moved by 0.01; tests/test_precision.py).
+    instead of log 2 on the SD stand-in with every weight moved by 0.01;
+    tests/test_objectives.py::test_every_method_starts_at_its_known_value).
     """
     for layer in module.modules():
         if isinstance(layer, AUTOCAST_HALF_LAYERS):

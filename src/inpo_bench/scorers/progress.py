@@ -50,6 +50,9 @@ class ScoredProgress:
         self.settings = SamplerSettings(steps=steps, guidance=guidance, batch_size=batch_size)
         self.score_batch_size = score_batch_size
         self.scorer: Any = None
+        from ..runtime import fingerprint
+
+        self.fingerprint = fingerprint(**self.describe())  # marks each row: a resumed run drops another setting's
 
     def describe(self) -> dict[str, Any]:
         """What train.json records of the measurements."""
@@ -95,4 +98,5 @@ class ScoredProgress:
             "score_se": float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan"),
             "images": len(values),
             "eval_seconds": round(time.perf_counter() - start, 3),
+            "settings": self.fingerprint,
         }

@@ -62,8 +62,8 @@ def training_provenance(train_json: Path) -> dict[str, str]:
     code = record.get("code") or {}
     commit = (code.get("commit") or "")[:12] or f"package {code.get('package') or '?'}"
     machine = record.get("machine") or {}
-    gpus = machine.get("gpus") or []
-    where = f"{len(gpus)} x {gpus[0]}" if gpus else f"CPU {machine.get('cpu_capability') or ''}".strip()
+    gpu = machine.get("gpu")
+    where = f"{record.get('processes', 1)} x {gpu}" if gpu else f"CPU {machine.get('cpu_capability') or ''}".strip()
     data = record.get("data_source") or {}
     if data.get("kind") == "hub":
         origin = f"{data['repo']}@{(data.get('commit') or '')[:12]} {data.get('split')}"

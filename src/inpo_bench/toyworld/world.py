@@ -84,26 +84,45 @@ class World:
         )
 
     def pretraining_set(
-        self, n: int, nuisance_rates: dict[str, float], wrong_caption_rate: float, seed: int
+        self,
+        n: int,
+        nuisance_rates: dict[str, float],
+        wrong_caption_rate: float,
+        seed: int,
+        flaws: dict[str, float] | None = None,
     ) -> tuple[np.ndarray, list[str]]:
         """n renders of seen compositions with nuisances, captioned with one attribute wrong at the given rate.
 
         The wrong captions are what keep the base model's prompt following imperfect: an aligned model can
-        only beat it by learning from preferences what the captions did not teach.
+        only beat it by learning from preferences what the captions did not teach. `flaws` (config
+        pretrain.learned_flaws) adds systematic, whole-image errors the base learns from its data, as Stable
+        Diffusion learned its flaws from LAION: `colour_swap`, the share of images showing the caption's two colours
+        the other way round; `default_shape`, the share showing the world's first shape whatever shape the caption
+        names. With no flaws the random stream, and so the set, is that of the worlds before flaws existed.
         """
+        flaws = {k: v for k, v in (flaws or {}).items() if v > 0}
         rng = np.random.default_rng(seed)
         images = np.empty((n, self.resolution, self.resolution, 3), dtype=np.uint8)
         captions = []
         for i in range(n):
             comp = self.seen[int(rng.integers(len(self.seen)))]
-            images[i] = render(
-                comp,
-                self.resolution,
-                sample_nuisance(rng, self.resolution, nuisance_rates),
-                seed=int(rng.integers(2**31)),
-            )
+            nuisance = sample_nuisance(rng, self.resolution, nuisance_rates)
+            render_seed = int(rng.integers(2**31))
+            shown = self._flawed(comp, flaws, rng) if flaws else comp
+            images[i] = render(shown, self.resolution, nuisance, seed=render_seed)
             captions.append(self._corrupt(comp, rng).prompt if rng.random() < wrong_caption_rate else comp.prompt)
         return images, captions
+
+    def _flawed(self, comp: Composition, flaws: dict[str, float], rng: np.random.Generator) -> Composition:
+        """The composition an image captioned `comp` shows under the learned flaws. A flaw that would show a held-out
+        composition is not applied: no image of an unseen composition enters pretraining."""
+        shown = comp
+        draws = {name: rng.random() for name in ("colour_swap", "default_shape")}  # fixed draws per image
+        if draws["colour_swap"] < flaws.get("colour_swap", 0.0):
+            shown = Composition(fg=shown.bg, shape=shown.shape, bg=shown.fg)
+        if draws["default_shape"] < flaws.get("default_shape", 0.0):
+            shown = Composition(fg=shown.fg, shape=self.shapes[0], bg=shown.bg)
+        return shown if shown in self.seen else comp
 
     def _corrupt(self, comp: Composition, rng: np.random.Generator) -> Composition:
         """The same composition with one attribute replaced by another value of the world."""
