@@ -32,7 +32,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from inpo_bench.config import load_config  # noqa: E402
+from inpo_bench.config import load_config, toy_progress_eval  # noqa: E402
 from inpo_bench.methods.objectives import Pretrain  # noqa: E402
 from inpo_bench.models.bundle import load_model  # noqa: E402
 from inpo_bench.scorers.oracle import OracleProgress  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
         model = load_model(run / "models" / "base")
         model.text_encoder.requires_grad_(False)
         objective = UNetOnly(model, images, captions, cfg["caption_dropout"], cfg["batch_size"])
-        progress = OracleProgress(model, world, **config["progress_eval"])
+        progress = OracleProgress(model, world, **toy_progress_eval(config))
         settings = replace(
             TrainSettings.from_dict(cfg, seed), lr=lr, steps=steps, checkpoint_every=0, ema_decay=args.ema
         )

@@ -10,7 +10,14 @@ import pytest
 from PIL import Image
 
 from inpo_bench.data.pickapic import DataError, decodes, prepare_pairs
-from inpo_bench.toyworld.preferences import PICKAPIC_SCHEMA, TOY_SCHEMA, bradley_terry_label, pickapic_rows
+from inpo_bench.toyworld.oracle import OracleScore
+from inpo_bench.toyworld.preferences import (
+    PICKAPIC_SCHEMA,
+    TOY_SCHEMA,
+    annotate,
+    bradley_terry_label,
+    pickapic_rows,
+)
 
 
 def jpeg(colour) -> bytes:
@@ -123,10 +130,44 @@ def test_bradley_terry_label_frequencies():
     assert np.mean(equal[equal != 0.5] == 1.0) == pytest.approx(0.5, abs=0.015)
 
 
+def oracle_score(reward: float, **terms: float) -> OracleScore:
+    """An oracle reading with the given reward and terms (the others 0), as the annotator receives them."""
+    values = dict.fromkeys(("fg_colour", "bg_colour", "shape", "clean", "sharp", "centred", "fidelity"), 0.0)
+    flags = dict.fromkeys(("fg_correct", "bg_correct", "shape_correct"), True)
+    return OracleScore(**{**values, **terms, "aesthetic": 0.0, "reward": reward, **flags})
+
+
+def test_annotator_personas_and_flips():
+    """Each pair is judged by one persona drawn by its share, on the terms it weighs; decided labels flip at
+    flip_rate; ties are never flipped. Frequencies against the closed form."""
+    rng = np.random.default_rng(1)
+    n = 20000
+    # image 0 has the better colour, image 1 the better shape; the oracle's reward calls them equal
+    s0, s1 = oracle_score(0.5, fg_colour=1.0), oracle_score(0.5, shape=1.0)
+    cfg = {"bt_temperature": 0.1, "tie_rate": 0.0, "tie_scale": 0.1}
+    colour = {"share": 3.0, "terms": {"fg_colour": 1.0, "shape": 1.0, "bg_colour": 2.0}}  # fg .25 vs shape .25
+    shape = {"share": 1.0, "terms": {"shape": 1.0}}  # judges by shape alone: 0 vs 1
+    labels = np.array([annotate(s0, s1, rng, {**cfg, "personas": [colour, shape]}) for _ in range(n)])
+    p_shape_persona_picks_0 = 1 / (1 + np.exp(1 / 0.1))
+    expected = 0.75 * 0.5 + 0.25 * p_shape_persona_picks_0
+    assert np.mean(labels == 1.0) == pytest.approx(expected, abs=0.012)
+    flipped = np.array([annotate(s0, s1, rng, {**cfg, "personas": [shape], "flip_rate": 0.25}) for _ in range(n)])
+    p = p_shape_persona_picks_0
+    assert np.mean(flipped == 1.0) == pytest.approx(0.75 * p + 0.25 * (1 - p), abs=0.012)
+    ties = [annotate(s0, s0, rng, {**cfg, "tie_rate": 1.0, "flip_rate": 0.5}) for _ in range(200)]
+    assert set(ties) == {0.5}
+    # no personas, no flips: the labels of the plain Bradley-Terry annotator, draw for draw
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    plain = [bradley_terry_label(0.55, 0.5, a, 0.05, 0.3, 0.03) for _ in range(100)]
+    assert [annotate(oracle_score(0.55), oracle_score(0.5), b, {**cfg, "bt_temperature": 0.05, "tie_rate": 0.3,
+            "tie_scale": 0.03}) for _ in range(100)] == plain  # fmt: skip
+
+
 def test_toy_rows_follow_the_pickapic_schema(tmp_path):
     image = np.zeros((16, 16, 3), np.uint8)
+    good, bad = oracle_score(0.9), oracle_score(0.1)
     rows = pickapic_rows(
-        [("a red circle on a blue background", image, image + 1, 0.9, 0.1)] * 3,
+        [("a red circle on a blue background", image, image + 1, good, bad)] * 3,
         {"bt_temperature": 0.05, "tie_rate": 0.0, "tie_scale": 0.03},
         seed=0,
         model_name="toy",
@@ -162,3 +203,14 @@ def test_prepare_streams_a_lazy_sequence_of_shards(tmp_path):
     with pytest.raises(DataError, match=r"bad\.parquet: not a readable parquet"):
         prepare_pairs(broken(), tmp_path / "pairs2.parquet", source="pickapic_v2", check=False)
     assert not (tmp_path / "pairs2.parquet").exists()
+
+
+def test_prepare_reports_how_often_the_toy_annotator_is_right(tmp_path):
+    frame = pickapic_frame([1.0, 0.0, 1.0, 0.5, 1.0]).assign(
+        true_reward_0=[0.9, 0.9, 0.2, 0.5, 0.4], true_reward_1=[0.1, 0.3, 0.7, 0.5, 0.4]
+    )
+    shard = write_shard(tmp_path / "toy.parquet", frame, schema=TOY_SCHEMA)
+    counts = prepare_pairs([shard], tmp_path / "pairs.parquet", source="toy")
+    # kept: right (0.9 > 0.1), wrong (winner 0.3 < 0.9), wrong (0.2 < 0.7), equal rewards (0.4 = 0.4); the tie left
+    assert (counts["labels_right"], counts["labels_wrong"], counts["labels_equal_reward"]) == (1, 2, 1)
+    assert counts["labels_right_share"] == pytest.approx(1 / 3)

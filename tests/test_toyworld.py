@@ -209,3 +209,35 @@ def test_pretraining_set_is_seeded_and_only_seen():
         if ok:
             assert cap in seen_prompts
     assert unseen.isdisjoint(c for c, ok in zip(captions, truths) if ok)
+
+
+def test_the_oracle_reads_a_colour_swap():
+    """The latent world's learned flaw: the object in the prompt's background colour on its object colour."""
+    comp = Composition("red", "circle", "blue")
+    right = score_image(render(comp, 16), comp)
+    swapped = score_image(render(Composition("blue", "circle", "red"), 16), comp)
+    other = score_image(render(Composition("green", "circle", "red"), 16), comp)  # wrong, but not a swap
+    assert not right.colours_swapped and swapped.colours_swapped and not other.colours_swapped
+    assert swapped.as_dict()["not_swapped"] is False and right.as_dict()["not_swapped"] is True
+    assert swapped.shape_correct and swapped.fg_colour < 0.01 and swapped.bg_colour < 0.01
+    assert swapped.reward == pytest.approx(right.reward - 0.6 * 2 / 3, abs=0.01)  # two of fidelity's three terms
+
+
+def test_learned_flaws_show_swapped_colours_under_the_prompts_caption():
+    world = World.from_config(WORLD_CFG, seed=0)
+    clean = {"noisy": 0, "blurred": 0, "off_centre": 0}
+    images, captions = world.pretraining_set(2000, clean, 0.0, seed=1, flaws={"colour_swap": 0.3})
+    readings = [score_image(im, parse_prompt(c)) for im, c in zip(images, captions)]
+    # every image shows its caption's composition or, at 30% where the swap is a seen composition, its swap
+    assert all(r.all_correct or (r.colours_swapped and r.shape_correct) for r in readings)
+    seen = set(world.seen)
+    swappable = np.mean([Composition(c.bg, c.shape, c.fg) in seen for c in map(parse_prompt, captions)])
+    assert np.mean([r.colours_swapped for r in readings]) == pytest.approx(0.3 * swappable, abs=0.03)
+    assert all(parse_prompt(c) in seen for c in captions)
+    for i in np.nonzero([r.colours_swapped for r in readings])[0][:50]:
+        c = parse_prompt(captions[i])
+        assert Composition(c.bg, c.shape, c.fg) in seen  # a held-out composition is never shown
+    # no flaw (absent or at rate 0): the random stream and so the set of the worlds before flaws existed
+    plain = world.pretraining_set(300, clean, 0.1, seed=1)
+    zero = world.pretraining_set(300, clean, 0.1, seed=1, flaws={"colour_swap": 0.0})
+    assert np.array_equal(plain[0], zero[0]) and plain[1] == zero[1]

@@ -100,8 +100,11 @@ TOY_PROGRESS_KEYS = ("prompts", "seed", "steps", "guidance")
 
 
 def toy_progress_eval(config: dict[str, Any]) -> dict[str, Any]:
-    """The toy world's progress_eval (its oracle measurements shape the toy outputs; the paper-scale keys do not)."""
-    return {k: config["progress_eval"][k] for k in TOY_PROGRESS_KEYS}
+    """The toy world's progress_eval (its oracle measurements shape the toy outputs; the paper-scale keys do not);
+    `seeds` only when it is not 1, so the specs of runs made before it existed stay valid."""
+    progress = config["progress_eval"]
+    seeds = {"seeds": progress["seeds"]} if progress.get("seeds", 1) != 1 else {}
+    return {**{k: progress[k] for k in TOY_PROGRESS_KEYS}, **seeds}
 
 
 def _describe(error: ValidationError) -> str:

@@ -71,6 +71,29 @@ def training_curves(curves: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+def reward_vs_kl(headroom: pd.DataFrame, models: pd.DataFrame, path: str | Path) -> None:
+    """Per toy prompt set: the base's two frontiers (best of n, the reward tilt) as true-reward gain against KL from
+    the base, and each trained model at its divergence with its 95% interval."""
+    promptsets = list(dict.fromkeys(headroom.promptset))
+    fig, axes = plt.subplots(1, len(promptsets), figsize=(5.5 * len(promptsets), 4.2), squeeze=False)
+    for ax, promptset in zip(axes[0], promptsets):
+        rows = headroom[headroom.promptset == promptset]
+        for selection, style in (("best_of_n", "s--"), ("tilt", "o-")):
+            curve = rows[rows.selection == selection].sort_values("kl")
+            ax.plot(curve.kl, curve.gain, style, color="grey", markersize=3, label=selection.replace("_", "-"))
+        for r in models[models.promptset == promptset].itertuples():
+            ax.errorbar(
+                r.chain_kl, r.gain, yerr=[[r.gain - r.ci_low], [r.ci_high - r.gain]], fmt="o", capsize=3, label=r.model
+            )
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlabel("KL from the base (nats; models: chain KL, an upper bound)")
+        ax.set_ylabel("true reward gain over the base")
+        ax.set_title(promptset, fontsize=9)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
 def efficiency_curves(summary: pd.DataFrame, path: str | Path) -> None:
     """The study's curves (tables/study.py curve_summary): the progress evaluation's reward against optimiser
     steps, UNet forward-equivalents and training seconds, one line per method (mean over its training seeds)

@@ -162,6 +162,23 @@ def progress_resource():
 
 
 TOY_REWARD = f"{OUT}/models/toy_reward/model.json"
+# toy world: the base's headroom and each trained model's divergence (rules/world.smk) beside the scores
+TOY_PROMPTSETS_USED = [p for p in SAMPLED_PROMPTSETS if p in TOY_PROMPTSETS]
+WORLD_TABLES = TOY and "oracle_reward" in SCORERS and bool(TOY_PROMPTSETS_USED)
+
+
+def world_inputs(methods):
+    if not WORLD_TABLES:
+        return {}
+    return {
+        "headroom": expand(f"{OUT}/headroom/{{p}}.csv", p=TOY_PROMPTSETS_USED),
+        "divergence": expand(
+            f"{OUT}/divergence/{{m}}/{{p}}.json", m=methods, p=TOY_PROMPTSETS_USED
+        ),
+    }
+
+
+TOY_VAE = f"{OUT}/models/vae/diffusion_pytorch_model.safetensors"
 
 
 def launcher(wildcards, resources):
@@ -309,6 +326,12 @@ STUDY_TABLES = (
 )
 
 
+# the study's reward against divergence, when it scores the true reward on toy_seen
+STUDY_WORLD = (
+    TOY and "oracle_reward" in config["study"]["scorers"] and "toy_seen" in PROMPTSETS
+)
+
+
 def study_inputs(wildcards, seeds=None):
     if not TOY:
         raise WorkflowError(
@@ -325,6 +348,17 @@ def study_inputs(wildcards, seeds=None):
             scorer=config["study"]["scorers"],
         ),
         "evals": [f"{OUT}/models/{m}/eval_log.csv" for m in models if m != "base"],
+        # reward against divergence on toy_seen, when the study scores the true reward there
+        **(
+            {
+                "headroom": f"{OUT}/headroom/toy_seen.csv",
+                "divergence": [
+                    f"{OUT}/divergence/{m}/toy_seen.json" for m in models if m != "base"
+                ],
+            }
+            if STUDY_WORLD
+            else {}
+        ),
     }
 
 

@@ -18,6 +18,7 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                 if TOY or (WATCH and methods)
                 else {}
             ),
+            **world_inputs(methods),
             scores=score_files(models),
             model_files=expand(f"{OUT}/models/{{model}}/model.json", model=models),
             samples=expand(
@@ -26,6 +27,24 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                 promptset=SAMPLED_PROMPTSETS,
             ),
         output:
+            **(
+                {
+                    "headroom": report(
+                        f"{root}/tables/headroom.csv",
+                        caption="../report/headroom.rst",
+                        category="Tables",
+                    ),
+                    "headroom_md": f"{root}/tables/headroom.md",
+                    "reward_kl": report(
+                        f"{root}/tables/reward_vs_kl.csv",
+                        caption="../report/headroom.rst",
+                        category="Tables",
+                    ),
+                    "reward_kl_md": f"{root}/tables/reward_vs_kl.md",
+                }
+                if WORLD_TABLES
+                else {}
+            ),
             **(
                 {
                     "curves": report(
@@ -124,6 +143,11 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
             ),
             comparisons=comparisons,
             reference=reference,
+            world=lambda wc, input: (
+                f"--headroom {' '.join(input.headroom)} --divergence {' '.join(input.divergence)}"
+                if "headroom" in input.keys()
+                else ""
+            ),
             paper=(
                 ""
                 if TOY or suite != "main"
@@ -147,7 +171,7 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
             "python -m inpo_bench tables --scores {input.scores} --model-files {input.model_files}"
             " --samples {input.samples} --checkpoint-labels {params.labels:q} {params.models} {params.paper}"
             " --comparisons {params.comparisons} --reference {params.reference} --out-dir {params.out_dir}"
-            " --seed {params.seed} {params.agreement} > {log} 2>&1"
+            " --seed {params.seed} {params.agreement} {params.world} > {log} 2>&1"
 
     rule:
         name:
@@ -161,6 +185,14 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                     if WATCH and methods
                     else {}
                 )
+            ),
+            **(
+                {
+                    "headroom": f"{root}/tables/headroom.csv",
+                    "reward_kl": f"{root}/tables/reward_vs_kl.csv",
+                }
+                if WORLD_TABLES
+                else {}
             ),
             wins=f"{root}/tables/win_rates.csv",
             samples=expand(
@@ -189,6 +221,17 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                     ),
                 }
                 if TOY or (WATCH and methods)
+                else {}
+            ),
+            **(
+                {
+                    "reward_kl": report(
+                        f"{root}/figures/reward_vs_kl.png",
+                        caption="../report/headroom.rst",
+                        category="Figures",
+                    )
+                }
+                if WORLD_TABLES
                 else {}
             ),
             wins=report(
@@ -221,6 +264,11 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
                 if "curves" in input.keys()
                 else ""
             ),
+            reward_kl=lambda wc, input: (
+                f"--reward-kl {input.headroom} {input.reward_kl}"
+                if "reward_kl" in input.keys()
+                else ""
+            ),
             # samples/<model>/<promptset>/index.csv -> samples/
             samples_root=lambda wc, input: os.path.dirname(
                 os.path.dirname(os.path.dirname(input.samples[0]))
@@ -229,7 +277,7 @@ for suite, (root, methods, models, comparisons, reference) in SUITES.items():
             promptsets=SAMPLED_PROMPTSETS,
             grid_images=config["tables"]["grid_images"],
         shell:
-            "python -m inpo_bench figures --win-rates {input.wins} {params.curves}"
+            "python -m inpo_bench figures --win-rates {input.wins} {params.curves} {params.reward_kl}"
             " --samples-root {params.samples_root} --grid-models {params.models} --promptsets {params.promptsets}"
             " --grid-images {params.grid_images} --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -293,6 +341,22 @@ rule study_tables:
             )
             for name in STUDY_TABLES
         },
+        **(
+            {
+                "reward_kl": report(
+                    f"{STUDY}/tables/reward_vs_kl.csv",
+                    caption="../report/headroom.rst",
+                    category="Study",
+                ),
+                "reward_kl_figure": report(
+                    f"{STUDY}/figures/reward_vs_kl.png",
+                    caption="../report/headroom.rst",
+                    category="Study",
+                ),
+            }
+            if STUDY_WORLD
+            else {}
+        ),
         figure=report(
             f"{STUDY}/figures/efficiency_curves.png",
             caption="../report/study.rst",
@@ -306,10 +370,15 @@ rule study_tables:
         out_dir=folder("output.seed_gains"),
         groups=lambda wc: json.dumps(study_groups()),
         models=lambda wc, input: [os.path.dirname(p) for p in input.evals],
+        world=lambda wc, input: (
+            f"--headroom {input.headroom} --divergence {' '.join(input.divergence)}"
+            if "headroom" in input.keys()
+            else ""
+        ),
         seed=config["seed"],
     shell:
         "python -m inpo_bench study --scores {input.scores} --groups {params.groups:q} --models {params.models}"
-        " --out-dir {params.out_dir} --figure {output.figure} --seed {params.seed} > {log} 2>&1"
+        " {params.world} --out-dir {params.out_dir} --figure {output.figure} --seed {params.seed} > {log} 2>&1"
 
 
 use rule study_tables as study_replicate_tables with:

@@ -1,9 +1,41 @@
 # Models: the base (pretrained here in the toy world, described otherwise) and every aligned model.
 
+if TOY and config["toy_model"].get("vae"):
+
+    rule toy_vae:
+        # the latent toy world's autoencoder, trained once on the pretraining renders and frozen
+        input:
+            world=f"{OUT}/world.json",
+        output:
+            weights=TOY_VAE,
+            log=f"{OUT}/models/vae/train_log.csv",
+            record=f"{OUT}/models/vae/train.json",
+        log:
+            f"{OUT}/logs/train/vae.log",
+        benchmark:
+            f"{OUT}/benchmarks/toy_vae.tsv"
+        conda:
+            ENV
+        threads: 2
+        params:
+            out_dir=folder("output.weights"),
+            scratch=f"{OUT}/scratch/vae",
+            spec=spec(
+                toy_model=config["toy_model"],
+                pretrain=config["pretrain"],
+                seed=config["seed"],
+                device=config["device"],
+            ),
+        shell:
+            "python -m inpo_bench toy-vae --world {input.world} --spec {params.spec:q} --out {params.out_dir}"
+            " --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+
+
 if TOY:
 
     rule pretrain_base:
         input:
+            **({"vae": TOY_VAE} if config["toy_model"].get("vae") else {}),
             world=f"{OUT}/world.json",
         output:
             model=BASE_MODEL,
@@ -20,6 +52,9 @@ if TOY:
         params:
             out_dir=folder("output.model"),
             # checkpoints live outside the declared outputs, so a failed or killed attempt resumes from them
+            vae=lambda wc, input: (
+                f"--vae {os.path.dirname(input.vae)}" if "vae" in input.keys() else ""
+            ),
             scratch=f"{OUT}/scratch/base",
             spec=spec(
                 toy_model=config["toy_model"],
@@ -29,8 +64,8 @@ if TOY:
                 device=config["device"],
             ),
         shell:
-            "python -m inpo_bench pretrain --world {input.world} --spec {params.spec:q} --out {params.out_dir}"
-            " --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+            "python -m inpo_bench pretrain --world {input.world} {params.vae} --spec {params.spec:q}"
+            " --out {params.out_dir} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
 
 else:
 

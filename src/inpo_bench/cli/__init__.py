@@ -13,9 +13,9 @@ import os
 import sys
 from typing import Any
 
-from . import data, report, sample, score, study, train
+from . import data, report, sample, score, study, train, world
 
-STAGES = (data, train, sample, score, report, study)
+STAGES = (data, train, sample, score, world, report, study)
 
 
 def build_parser() -> argparse.ArgumentParser:

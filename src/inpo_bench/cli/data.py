@@ -99,11 +99,11 @@ def cmd_toy_pairs(args: argparse.Namespace) -> None:
     settings = SamplerSettings(steps=cfg["steps"], guidance=cfg["guidance"], batch_size=spec["batch_size"])
     images: dict[tuple[str, int], Any] = {}
     for pid, s, prompt, image in generate(model, prompts, [seed * 2, seed * 2 + 1], settings):
-        images[pid, s] = (prompt, image, world.score(image, prompt).reward)
+        images[pid, s] = (prompt, image, world.score(image, prompt))
     pairs = []
     for pid, _ in prompts:
-        (caption, im0, r0), (_, im1, r1) = images[pid, seed * 2], images[pid, seed * 2 + 1]
-        pairs.append((caption, im0, im1, r0, r1))
+        (caption, im0, s0), (_, im1, s1) = images[pid, seed * 2], images[pid, seed * 2 + 1]
+        pairs.append((caption, im0, im1, s0, s1))
     frame = pickapic_rows(pairs, cfg, seed, model_name="toy-base")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ SCORE_PATH = re.compile(r"(?:^|/)scores/(?P<model>.+)/(?P<promptset>[^/]+)/(?P<s
 
 MODEL_PATH = re.compile(r"(?:^|/)models/(?P<model>.+?)/?$")
 SAMPLE_PATH = re.compile(r"(?:^|/)samples/(?P<model>.+)/(?P<promptset>[^/]+)/sample\.json$")
+DIVERGENCE_PATH = re.compile(r"(?:^|/)divergence/(?P<model>.+)/(?P<promptset>[^/]+)\.json$")
+HEADROOM_PATH = re.compile(r"(?:^|/)headroom/(?P<promptset>[^/]+)\.csv$")
 
 
 def _score_entries(paths: list[str]) -> dict[tuple[str, str, str], str]:
@@ -32,6 +34,58 @@ def _write_table(out_dir: Path, name: str, frame: Any, markdown: str) -> None:
 
     write_csv(out_dir / f"{name}.csv", frame)
     (out_dir / f"{name}.md").write_text(markdown)
+
+
+def _world_tables(args: argparse.Namespace, scores: dict[tuple[str, str, str], str], out: Path) -> None:
+    """Toy world: the base's headroom and each trained model's true-reward gain against its divergence."""
+    import pandas as pd
+
+    from ..tables.headroom import reward_vs_kl
+    from ..tables.scores import frame_markdown
+    from ..tables.study import prompt_matrix, seeded_difference
+
+    headroom = {HEADROOM_PATH.search(p)["promptset"]: pd.read_csv(p) for p in args.headroom}
+    divergence: dict[str, dict[str, dict]] = {}
+    for path in args.divergence:
+        match = DIVERGENCE_PATH.search(path)
+        divergence.setdefault(match["promptset"], {})[match["model"]] = json.loads(Path(path).read_text())
+    rows = []
+    for promptset, table in headroom.items():
+        models = divergence.get(promptset, {})
+
+        def rewards(model: str, promptset: str = promptset) -> Any:
+            return prompt_matrix([scores[model, promptset, "oracle_reward"]]).to_numpy()
+
+        gains = {m: seeded_difference(rewards(m), rewards("base"), seed=args.seed) for m in models}
+        rows.append(reward_vs_kl(promptset, table, gains, models))
+    combined = pd.concat(headroom.values(), ignore_index=True)
+    _write_table(
+        out,
+        "headroom",
+        combined,
+        frame_markdown(
+            "Headroom of the base",
+            "True-reward gain over the base of choosing among its own samples: the best of n (KL log n - (n-1)/n) "
+            "and each prompt's samples reweighted by exp(R / tau) (gain and KL of the reweighting).",
+            combined,
+            floats="{:.4f}",
+        ),
+    )
+    if rows:
+        frame = pd.concat(rows, ignore_index=True)
+        _write_table(
+            out,
+            "reward_vs_kl",
+            frame,
+            frame_markdown(
+                "True reward against divergence from the base",
+                "gain: true reward over the base (95% bootstrap over prompts); chain_kl: the KL of the model's DDPM "
+                "chain from the base's (nats, an upper bound of its images' KL: divergence.py); the two frontiers' "
+                "gains at that KL, and the share of the tilt frontier's gain the model reaches.",
+                frame,
+                floats="{:.4f}",
+            ),
+        )
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
@@ -115,6 +169,8 @@ def cmd_tables(args: argparse.Namespace) -> None:
                 floats="{:.2f}",
             ),
         )
+    if args.headroom:
+        _world_tables(args, scores, out)
     if not args.models:
         return
     logs = {}
@@ -185,6 +241,9 @@ def cmd_figures(args: argparse.Namespace) -> None:
     plots.win_rate_bars(wins, out / "win_rates.png")
     if args.curves:
         plots.training_curves(pd.read_csv(args.curves), out / "training_curves.png")
+    if args.reward_kl:
+        headroom, models = (pd.read_csv(p) for p in args.reward_kl)
+        plots.reward_vs_kl(headroom, models, out / "reward_vs_kl.png")
     if args.schedule:
         from diffusers import DDIMScheduler
 
@@ -246,6 +305,8 @@ def register(add: Add) -> None:
     p.add_argument("--checkpoint-labels", type=json_object, default={}, help="checkpoint -> {method, note}")
     p.add_argument("--model-files", nargs="*", default=[], help="every model's model.json (the models table)")
     p.add_argument("--samples", nargs="*", default=[], help="their sample.json files (the sampler they share)")
+    p.add_argument("--headroom", nargs="*", default=[], help="toy: headroom/<promptset>.csv of the base")
+    p.add_argument("--divergence", nargs="*", default=[], help="toy: divergence/<model>/<promptset>.json files")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
@@ -261,6 +322,7 @@ def register(add: Add) -> None:
     p = add("figures", cmd_figures, "win-rate bars, training curves, ablation panels, image grids")
     p.add_argument("--win-rates", required=True)
     p.add_argument("--curves", help="training_curves.csv")
+    p.add_argument("--reward-kl", nargs=2, metavar=("HEADROOM", "REWARD_VS_KL"), help="toy: the two tables' CSVs")
     p.add_argument("--schedule", help="the toy base's scheduler folder: draw noise_schedule.png against SD's")
     p.add_argument("--resolution", type=int, default=16, help="the toy world's image side (with --schedule)")
     p.add_argument("--samples-root", required=True, help="the samples/ folder")

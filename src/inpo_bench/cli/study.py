@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from .common import Add, json_object
 from .report import MODEL_PATH, _score_entries, _write_table
@@ -106,9 +107,46 @@ def cmd_study(args: argparse.Namespace) -> None:
             claims,
         ),
     )
+    if args.headroom:
+        _study_reward_vs_kl(args, gains, groups, out)
     plots.efficiency_curves(summary, args.figure)
     print(f"study: {len(gains)} gains, {len(summary)} curve points -> {out}, {args.figure}")
     print(pd.DataFrame(claims)[["claim", "verdict"]].to_string(index=False))
+
+
+def _study_reward_vs_kl(args: argparse.Namespace, gains: Any, groups: dict[str, list[str]], out: Path) -> None:
+    """Every method's seed-averaged gain against its seed-averaged divergence, beside the base's frontiers."""
+    import json
+
+    import pandas as pd
+
+    from .. import plots, tables
+    from ..tables.headroom import study_reward_vs_kl
+    from .report import DIVERGENCE_PATH
+
+    headroom = pd.read_csv(args.headroom)
+    divergence = {}
+    for path in args.divergence:
+        match = DIVERGENCE_PATH.search(path)
+        if match["promptset"] == headroom.promptset.iloc[0]:
+            divergence[match["model"]] = json.loads(Path(path).read_text())
+    trained = {g: ms for g, ms in groups.items() if g != "base"}
+    table = study_reward_vs_kl(gains, headroom, divergence, trained)
+    _write_table(
+        out,
+        "reward_vs_kl",
+        table,
+        tables.frame_markdown(
+            "True reward against divergence from the base, over training seeds",
+            "gain: the seed-averaged true-reward gain over the base with its interval over prompts and training "
+            "seeds (seed_gains); chain_kl: the KL of the model's DDPM chain from the base's (divergence.py), mean "
+            "over its seeds with their lowest and highest; the base's two frontiers at that KL (headroom.csv) and "
+            "the share of the tilt frontier's gain reached.",
+            table,
+            floats="{:.4f}",
+        ),
+    )
+    plots.reward_vs_kl(headroom, table, Path(args.figure).with_name("reward_vs_kl.png"))
 
 
 def _run_arg(text: str) -> tuple[str, float, str]:
@@ -213,7 +251,9 @@ def register(add: Add) -> None:
     p.add_argument("--method", default="inpo", help="the method the claims are about")
     p.add_argument("--reference", default="dpo", help="the method whose gain defines the targets")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--figure", required=True, help="the efficiency curves PNG")
+    p.add_argument("--figure", required=True, help="the efficiency curves PNG (reward_vs_kl.png goes beside it)")
+    p.add_argument("--headroom", help="headroom/toy_seen.csv of the base: the study's reward-vs-KL table")
+    p.add_argument("--divergence", nargs="*", default=[], help="divergence/<model>/<promptset>.json of every model")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
     p = add("tune", cmd_tune, "the toy world's learning-rate choice: each method's lr grid on the progress evaluation")

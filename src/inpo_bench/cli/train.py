@@ -9,9 +9,9 @@ from typing import Any
 from .common import Add, json_object
 
 
-def _write_training_record(out: str | Path, log: Any, evals: Any, **record: Any) -> Path:
-    """A finished training's logs (eval_log.csv: only a header when nothing measured the model) and train.json
-    (provenance + final loss); the model itself is saved after."""
+def _write_training_record(out: str | Path, log: Any, evals: Any | None, **record: Any) -> Path:
+    """A finished training's logs (eval_log.csv: only a header when nothing measured the model; none for the toy
+    VAE) and train.json (provenance + final loss); the model itself is saved after."""
     import pandas as pd
 
     from ..runtime import provenance, write_csv, write_json
@@ -19,7 +19,8 @@ def _write_training_record(out: str | Path, log: Any, evals: Any, **record: Any)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "train_log.csv", log)
-    write_csv(out / "eval_log.csv", evals if len(evals.columns) else pd.DataFrame(columns=["step"]))
+    if evals is not None:
+        write_csv(out / "eval_log.csv", evals if len(evals.columns) else pd.DataFrame(columns=["step"]))
     write_json(out / "train.json", provenance(**record, final_loss=float(log["loss"].iloc[-1])))
     return out
 
@@ -40,11 +41,16 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     spec, clock = args.spec, Stopwatch()
     world, arch, cfg, seed = World.load(args.world), spec["toy_model"], spec["pretrain"], spec["seed"]
+    vae = None
+    if arch.get("vae"):  # the latent toy world: the frozen autoencoder of the toy_vae rule
+        from diffusers import AutoencoderKL
+
+        if not args.vae:
+            raise SystemExit("toy_model.vae is set: pretrain needs --vae (the toy_vae rule's output)")
+        vae = AutoencoderKL.from_pretrained(args.vae).eval().requires_grad_(False)
     torch.manual_seed(seed)  # initial weights
-    model = build_toy_model(arch, world.words, world.resolution)
-    images, captions = world.pretraining_set(
-        cfg["images"], cfg["nuisance"], cfg["wrong_caption_rate"], seed, cfg.get("learned_flaws")
-    )
+    model = build_toy_model(arch, world.words, world.resolution, vae)
+    images, captions = pretraining_set(world, cfg, seed)
     accelerator = make_accelerator(spec["device"])
     device = str(accelerator.device)
     model.unet.to(device)
@@ -83,6 +89,56 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(
         f"pretrained base in {clock.seconds():.0f} s; oracle on {len(progress.prompts)} seen prompts: "
         + ", ".join(f"{k} {final[k]:.3f}" for k in ("reward", "fg_correct", "bg_correct", "shape_correct"))
+    )
+
+
+def pretraining_set(world: Any, cfg: dict[str, Any], seed: int) -> tuple[Any, list[str]]:
+    """The toy base's pretraining renders and captions (config `pretrain`); the toy VAE trains on the same ones."""
+    return world.pretraining_set(
+        cfg["images"], cfg["nuisance"], cfg["wrong_caption_rate"], seed, cfg.get("learned_flaws")
+    )
+
+
+def cmd_toy_vae(args: argparse.Namespace) -> None:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
+    import numpy as np
+    import torch
+
+    from ..models.toy_vae import VAEPretrain, build_vae, scaling_factor
+    from ..runtime import Stopwatch, fingerprint, make_accelerator
+    from ..scorers.oracle import oracle_quality
+    from ..toyworld.world import World
+    from ..train import TrainSettings, clear_checkpoints, train
+
+    spec, clock = args.spec, Stopwatch()
+    world, seed, cfg = World.load(args.world), spec["seed"], spec["toy_model"]["vae"]
+    images, captions = pretraining_set(world, spec["pretrain"], seed)
+    torch.manual_seed(seed)
+    vae = build_vae(cfg, world.resolution)
+    objective = VAEPretrain(vae, images, cfg["kl_weight"], cfg["latent_noise"], cfg["batch_size"])
+    settings = TrainSettings(steps=cfg["steps"], lr=cfg["lr"], weight_decay=0.0, seed=seed)
+    log, _ = train(objective, settings, args.scratch, make_accelerator(spec["device"]), fingerprint=fingerprint(**spec))
+    vae.to("cpu").eval()
+    vae.register_to_config(scaling_factor=scaling_factor(vae, images))
+    with torch.no_grad():  # how well it reconstructs: the oracle on a slice of the data and on its reconstruction
+        x = torch.from_numpy(images[:512]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        decoded = vae.decode(vae.encode(x).latent_dist.mean).sample
+    rebuilt = ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    quality = {
+        "data": oracle_quality(list(images[:512]), captions[:512], world),
+        "reconstructed": oracle_quality(list(rebuilt), captions[:512], world),
+        "pixel_rmse": float(np.sqrt(((rebuilt.astype(np.float64) - images[:512]) ** 2).mean()) / 255),
+    }
+    out = _write_training_record(
+        args.out, log, None, method="toy_vae", config=spec, quality=quality, wall_seconds=clock.seconds()
+    )
+    vae.save_pretrained(out)
+    clear_checkpoints(args.scratch)
+    print(
+        f"toy VAE in {clock.seconds():.0f} s: oracle reward data {quality['data']['reward']:.3f}, reconstructed "
+        f"{quality['reconstructed']['reward']:.3f}; scaling factor {vae.config.scaling_factor:.4f} -> {out}"
     )
 
 
@@ -194,7 +250,8 @@ def _progress(args: argparse.Namespace, spec: dict[str, Any], model: Any) -> Any
         from ..scorers.oracle import OracleProgress
         from ..toyworld.world import World
 
-        settings = {k: spec["progress_eval"][k] for k in TOY_PROGRESS_KEYS}
+        progress = spec["progress_eval"]
+        settings = {k: progress[k] for k in (*TOY_PROGRESS_KEYS, "seeds") if k in progress}
         return OracleProgress(model, World.load(args.world), **settings)
     if args.progress == "none":
         return None
@@ -242,8 +299,16 @@ def cmd_toy_reward(args: argparse.Namespace) -> None:
 
 
 def register(add: Add) -> None:
+    p = add("toy-vae", cmd_toy_vae, "train the latent toy world's autoencoder on the pretraining renders")
+    p.add_argument("--world", required=True)
+    p.add_argument("--spec", type=json_object, required=True, help='{"toy_model", "pretrain", "seed", "device"}')
+    p.add_argument("--out", required=True, help="the VAE's folder (diffusers layout)")
+    p.add_argument("--scratch", required=True, help="checkpoint directory (kept across failed attempts)")
+    p.add_argument("--threads", type=int, default=1)
+
     p = add("pretrain", cmd_pretrain, "pretrain the toy base model from scratch")
     p.add_argument("--world", required=True)
+    p.add_argument("--vae", help="the latent toy world's autoencoder (toy_model.vae; the toy_vae rule's output)")
     p.add_argument(
         "--spec", type=json_object, required=True, help='{"toy_model", "pretrain", "progress_eval", "seed", "device"}'
     )

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
-from ..models.bundle import T2IModel
+from ..models.bundle import TOY_KINDS, T2IModel
 from ..runtime import Progress, file_identity
 from .pairs import PairImages, encode_captions, encode_images
 
@@ -103,7 +103,7 @@ def encode_to_disk(
     batches = [
         np.arange(b, min(b + batch_size, s + chunk, n)) for s in starts for b in range(s, min(s + chunk, n), batch_size)
     ]
-    images = PairImages(pairs, model.resolution, model.kind == "pixel")
+    images = PairImages(pairs, model.resolution, model.kind in TOY_KINDS)
     loader = DataLoader(
         _Rows(images, batches),
         batch_size=None,

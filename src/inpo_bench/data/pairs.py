@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from ..models.bundle import T2IModel
+from ..models.bundle import TOY_KINDS, T2IModel
 from .offsets import ImageFile
 
 
@@ -111,7 +111,7 @@ def load_pair_data(path: str | Path, model: T2IModel, flip: bool = False, losers
     frame = pd.read_parquet(path, columns=["pair_id", "caption", "image_w", "image_l"])
     if frame.empty:
         raise DataError(f"{path}: no pairs")
-    exact = model.kind == "pixel"
+    exact = model.kind in TOY_KINDS
     res = model.resolution
 
     def images(column: str, side: str) -> np.ndarray:
@@ -168,7 +168,7 @@ class LazyPairs:
     def __init__(
         self, path: str | Path, model: T2IModel, flip: bool = False, losers: bool = True, workers: int = 0
     ) -> None:
-        self.rows = PairImages(path, model.resolution, model.kind == "pixel", losers)
+        self.rows = PairImages(path, model.resolution, model.kind in TOY_KINDS, losers)
         self.model, self.flip, self.workers = model, flip, workers
         self.empty = model.encode_prompts([""])[0].cpu()
 

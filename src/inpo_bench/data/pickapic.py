@@ -165,11 +165,22 @@ def _stream(
                     if with_rewards:
                         out["reward_w"].append(row["true_reward_" + w])
                         out["reward_l"].append(row["true_reward_" + l])
+                        _count_agreement(counts, row["true_reward_" + w], row["true_reward_" + l])
                     counts["kept"] += 1
                 if out["pair_id"]:
                     writer.write_table(pa.table(out, schema=schema))
                 progress.update(batch.num_rows)
             progress.close()
+
+
+def _count_agreement(counts: dict[str, Any], reward_w: float, reward_l: float) -> None:
+    """The toy world's annotator against the truth: is the kept pair's winner the image with the higher reward?
+    (Pick-a-Pic's own label noise is measured by agreement too: Semi-DPO finds 21% of its pairs on which five
+    reward models agree with the human.)"""
+    key = "labels_right" if reward_w > reward_l else "labels_wrong" if reward_w < reward_l else "labels_equal_reward"
+    counts[key] = counts.get(key, 0) + 1
+    decided = counts.get("labels_right", 0) + counts.get("labels_wrong", 0)
+    counts["labels_right_share"] = counts.get("labels_right", 0) / decided if decided else None
 
 
 def _peek(items: Iterable[Any]) -> tuple[Any, Iterable[Any]]:

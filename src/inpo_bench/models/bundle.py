@@ -11,9 +11,11 @@ model.json:
     {"format": 1, "kind": "sdxl", "resolution": 1024, "components": "...", "unet": "unet",
      "vae": "madebyollin/sdxl-vae-fp16-fix"}
 
-Kinds: `pixel` (the toy world: no autoencoder, one CLIP text encoder), `sd` (Stable Diffusion 1.x/2.x: VAE and one
-CLIP text encoder, its last hidden state), `sdxl` (two text encoders, their penultimate hidden states
-concatenated, the second's pooled embedding and the size/crop time ids as extra UNet conditioning).
+Kinds: `pixel` (a toy world in pixel space: no autoencoder, one CLIP text encoder), `latent` (a toy world in latent
+space: the toy's text encoder and UNet on the latents of a tiny VAE trained once on its renders, models/toy_vae.py),
+`sd` (Stable Diffusion 1.x/2.x: VAE and one CLIP text encoder, its last hidden state), `sdxl` (two text encoders,
+their penultimate hidden states concatenated, the second's pooled embedding and the size/crop time ids as extra UNet
+conditioning).
 
 Text conditioning is one tensor per prompt, `context`. For SDXL it carries the pooled embedding as one extra
 row (zero-padded), so that everything downstream (batching, caption dropout, CFG) handles a single tensor and
@@ -37,7 +39,8 @@ from ..errors import ModelError
 
 MODEL_FILE = "model.json"
 FORMAT_VERSION = 1
-KINDS = ("pixel", "sd", "sdxl")
+KINDS = ("pixel", "latent", "sd", "sdxl")
+TOY_KINDS = ("pixel", "latent")  # trained here from scratch on renders of the toy world's exact resolution
 
 
 @dataclass
@@ -248,7 +251,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu", with_u
         tokenizer=part(CLIPTokenizer, "tokenizer"),
         scheduler=scheduler,
     )
-    if spec["kind"] in ("sd", "sdxl"):
+    if spec["kind"] in ("latent", "sd", "sdxl"):
         vae = _local_or_hub(model_dir, spec.get("vae"), "vae")
         model.vae = AutoencoderKL.from_pretrained(vae) if vae else part(AutoencoderKL, "vae")
     if spec["kind"] == "sdxl":
@@ -317,9 +320,11 @@ def check_model(model_dir: str | Path) -> dict[str, Any]:
     unet = _local_folder(location, revision) / (subfolder or "")
     if not unet.is_dir():
         raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {unet}")
-    if spec["kind"] == "pixel":
+    if spec["kind"] in TOY_KINDS:
         check_unet(unet, f"UNet {unet}")
-        return {"kind": "pixel", "components_folder": str(components)}
+        if spec["kind"] == "latent" and not (components / "vae").is_dir():
+            raise ModelError(f"{model_dir / MODEL_FILE}: missing component folder {components / 'vae'}")
+        return {"kind": spec["kind"], "components_folder": str(components)}
     vae = _local_or_hub(model_dir, spec.get("vae"), "vae")
     return {
         "kind": spec["kind"],
@@ -365,6 +370,8 @@ def save_full_model(model_dir: str | Path, model: T2IModel, extra: dict[str, Any
     model.text_encoder.save_pretrained(model_dir / "text_encoder")
     model.tokenizer.save_pretrained(model_dir / "tokenizer")
     model.scheduler.save_pretrained(model_dir / "scheduler")
+    if model.vae is not None:  # a latent toy base carries its VAE
+        model.vae.save_pretrained(model_dir / "vae")
     _write_spec(
         model_dir, {"kind": model.kind, "resolution": model.resolution, "components": ".", "unet": "unet"}, extra
     )

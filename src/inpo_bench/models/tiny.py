@@ -15,12 +15,13 @@ from .bundle import T2IModel
 from .tokenizer import build_clip_tokenizer
 
 
-def build_unet(cfg: dict[str, Any], resolution: int) -> UNet2DConditionModel:
+def build_unet(cfg: dict[str, Any], resolution: int, channels: int = 3) -> UNet2DConditionModel:
+    """The denoiser on `resolution` x `resolution` x `channels` inputs (pixels, or a VAE's latents)."""
     n = len(cfg["block_out_channels"])
     return UNet2DConditionModel(
         sample_size=resolution,
-        in_channels=3,
-        out_channels=3,
+        in_channels=channels,
+        out_channels=channels,
         block_out_channels=tuple(cfg["block_out_channels"]),
         layers_per_block=cfg["layers_per_block"],
         # the highest resolution level stays convolutional; cross-attention from the second level down
@@ -68,14 +69,22 @@ def build_scheduler(cfg: dict[str, Any], resolution: int) -> DDIMScheduler:
     )
 
 
-def build_toy_model(cfg: dict[str, Any], words: list[str], resolution: int) -> T2IModel:
-    """A freshly initialised toy model (uses the global torch seed): offline tokenizer, text encoder, UNet, schedule."""
+def build_toy_model(cfg: dict[str, Any], words: list[str], resolution: int, vae: Any = None) -> T2IModel:
+    """A freshly initialised toy model (uses the global torch seed): offline tokenizer, text encoder, UNet, schedule;
+    with a (trained, frozen) `vae` the UNet works on its latents (kind `latent`), never clamping them."""
     tokenizer = build_clip_tokenizer(words, cfg["text_max_length"])
+    if vae is None:
+        unet, kind, schedule = build_unet(cfg, resolution), "pixel", cfg
+    else:
+        side = resolution // 2 ** (len(vae.config.block_out_channels) - 1)
+        unet, kind = build_unet(cfg, side, vae.config.latent_channels), "latent"
+        schedule = {**cfg, "clip_sample": False}
     return T2IModel(
-        kind="pixel",
+        kind=kind,
         resolution=resolution,
-        unet=build_unet(cfg, resolution),
+        unet=unet,
         text_encoder=build_text_encoder(cfg, tokenizer),
         tokenizer=tokenizer,
-        scheduler=build_scheduler(cfg, resolution),
+        scheduler=build_scheduler(schedule, resolution),
+        vae=vae,
     )

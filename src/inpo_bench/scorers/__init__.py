@@ -22,6 +22,9 @@ ORACLE_SCORERS: dict[str, str] = {
     # 1 unless the image is pixel noise (clean term < 0.05), so that higher is better like every score; 1 - its
     # mean is the model's noisy share
     "oracle_not_noise": "not_noise",
+    # 1 unless the image shows the prompt's two colours swapped (pretrain.learned_flaws colour_swap); 1 - its mean
+    # is the model's swapped share
+    "oracle_not_swapped": "not_swapped",
 }
 
 # scorer name -> what the score is (recorded next to every score file)

@@ -47,17 +47,20 @@ def oracle_quality(
 class OracleProgress:
     """Evaluate a model during training with the oracle: the reward-vs-step curve of the toy world.
 
-    A fixed, evenly spread subset of the seen prompts with one seed, sampled like the evaluation stage; the
-    model's modules are switched to eval mode for the measurement and restored afterwards.
+    A fixed, evenly spread subset of the seen prompts with `seeds` noise seeds of its own (seed, seed + 1, ...),
+    sampled like the evaluation stage; the model's modules are switched to eval mode for the measurement and
+    restored afterwards. A world of few prompts needs several seeds for a curve that is not mostly noise.
     """
 
-    def __init__(self, model, world: World, prompts: int, seed: int, steps: int, guidance: float) -> None:
+    def __init__(
+        self, model, world: World, prompts: int, seed: int, steps: int, guidance: float, seeds: int = 1
+    ) -> None:
         from ..sample import SamplerSettings
 
         table = world.prompt_set("toy_seen")
         picks = np.unique(np.linspace(0, len(table) - 1, min(prompts, len(table))).round().astype(int))
         self.prompts = list(zip(table.prompt_id.iloc[picks], table.prompt.iloc[picks]))
-        self.model, self.world, self.seed = model, world, seed
+        self.model, self.world, self.seeds = model, world, [seed + k for k in range(seeds)]
         self.settings = SamplerSettings(steps=steps, guidance=guidance)
         self.rows: list[dict[str, float]] = []
 
@@ -68,7 +71,7 @@ class OracleProgress:
         modes = [m.training for m in modules]
         for m in modules:
             m.eval()
-        items = list(generate(self.model, self.prompts, [self.seed], self.settings))
+        items = list(generate(self.model, self.prompts, self.seeds, self.settings))
         for m, mode in zip(modules, modes):
             m.train(mode)
         row = {"step": step, **oracle_quality([i[3] for i in items], [i[2] for i in items], self.world)}

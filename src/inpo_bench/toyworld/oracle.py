@@ -45,6 +45,7 @@ class OracleScore:
     fg_correct: bool
     bg_correct: bool
     shape_correct: bool
+    colours_swapped: bool = False  # the object shows the prompt's background colour and the background its object's
 
     @property
     def all_correct(self) -> bool:
@@ -55,7 +56,8 @@ class OracleScore:
         return self.clean < NOISY_BELOW
 
     def as_dict(self) -> dict[str, float | bool]:
-        return {**asdict(self), "all_correct": self.all_correct, "noisy": self.noisy, "not_noise": not self.noisy}
+        flags = {"all_correct": self.all_correct, "noisy": self.noisy, "not_noise": not self.noisy}
+        return {**asdict(self), **flags, "not_swapped": not self.colours_swapped}
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -151,12 +153,14 @@ def score_image(image: np.ndarray, comp: Composition, fidelity_weight: float = 0
 
     bg_colour = _colour_score(bg, comp.bg)
     clean = float(np.exp(-((_noise_level(x) / NOISE_SCALE) ** 2)))
+    swapped = False
     if fg is None:  # nothing stands out from the background: no object, no shape, nothing centred or sharp
         fg_colour = shape = sharp = centred = 0.0
         fg_correct = shape_correct = False
     else:
         fg_colour = _colour_score(fg, comp.fg)
         fg_correct = _nearest_palette(fg) == comp.fg
+        swapped = _nearest_palette(fg) == comp.bg and _nearest_palette(bg) == comp.fg
         cx, cy, ious = _fit_templates(mask)
         shape = float(np.clip((ious[comp.shape] - 0.4) / 0.6, 0.0, 1.0))
         shape_correct = all(ious[comp.shape] > iou for name, iou in ious.items() if name != comp.shape)
@@ -184,4 +188,5 @@ def score_image(image: np.ndarray, comp: Composition, fidelity_weight: float = 0
         fg_correct=bool(fg_correct),
         bg_correct=_nearest_palette(bg) == comp.bg,
         shape_correct=bool(shape_correct),
+        colours_swapped=bool(swapped),
     )
